@@ -1,0 +1,5 @@
+import sys
+
+from lexret.cli import main
+
+sys.exit(main())
