@@ -32,9 +32,7 @@ log = logging.getLogger("lexret")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lexret", description="Learned sparse lexicon retrieval for images and text."
-    )
+    parser = argparse.ArgumentParser(prog="lexret", description="Learned sparse lexicon retrieval for images and text.")
     parser.add_argument("--version", action="version", version=f"lexret {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -53,9 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -1,0 +1,103 @@
+"""The self-describing index folder: ``lexret.json`` beside the Lucene files.
+
+It records what built the index (model id, vocabulary hash, quantization), what it holds (counts,
+modality, empty documents) and the size of every Lucene file, so that a search can refuse an index
+built for another model, scale or vocabulary, and notice a damaged one, with a message that says
+what to rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lexret.errors import IndexIntegrityError, IndexMismatchError
+
+META_FILE = "lexret.json"
+FORMAT = "lexret-index/1"
+# Files lexret writes beside Lucene's; not part of the Lucene index proper.
+SIDE_FILES = (META_FILE, "docids.txt", "docvectors.npz", "build.log")
+
+
+def lucene_files(index_dir: Path) -> dict[str, int]:
+    """Name -> size of the Lucene files in ``index_dir`` (everything but lexret's own files)."""
+    return {
+        p.name: p.stat().st_size
+        for p in sorted(index_dir.iterdir())
+        if p.is_file() and p.name not in SIDE_FILES and p.name != "write.lock"
+    }
+
+
+def write_meta(index_dir: Path, meta: dict[str, Any]) -> None:
+    tmp = index_dir / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, index_dir / META_FILE)
+
+
+def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, Any]:
+    """Read and check ``lexret.json``; raises :class:`IndexIntegrityError` on a damaged folder."""
+    d = Path(index_dir)
+    if not d.exists():
+        raise IndexIntegrityError(f"index {d} does not exist; build it with `lexret index --out {d}`")
+    if not d.is_dir():
+        raise IndexIntegrityError(f"index {d} is not a folder; pass the folder `lexret index --out` created")
+    mp = d / META_FILE
+    if not mp.is_file():
+        raise IndexIntegrityError(
+            f"{d} has no {META_FILE}: it was not built by lexret or its build did not finish; "
+            f"rebuild it with `lexret index --out {d}`"
+        )
+    try:
+        meta = json.loads(mp.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise IndexIntegrityError(f"{mp} is unreadable ({e}); rebuild the index with `lexret index`") from None
+    required = ("format", "model_id", "vocab_hash", "quantization", "num_docs", "files")
+    if not isinstance(meta, dict) or any(k not in meta for k in required):
+        raise IndexIntegrityError(f"{mp} lacks required fields {required}; rebuild the index with `lexret index`")
+    if meta["format"] != FORMAT:
+        raise IndexIntegrityError(
+            f"{d} has index format {meta['format']!r}, this lexret reads {FORMAT!r}; rebuild with `lexret index`"
+        )
+    if verify_files:
+        present = lucene_files(d)
+        for name, size in meta["files"].items():
+            if name not in present:
+                raise IndexIntegrityError(f"Lucene file {name} is missing from {d}; rebuild it with `lexret index`")
+            if present[name] != size:
+                raise IndexIntegrityError(
+                    f"Lucene file {name} in {d} has {present[name]} bytes, {size} when built (truncated or "
+                    "altered); rebuild it with `lexret index`"
+                )
+    return meta
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """What the query side was encoded with; ``None`` fields are not checked."""
+
+    model_id: str | None = None
+    vocab_hash: str | None = None
+    scale: float | None = None
+
+
+def check_compatible(meta: dict[str, Any], spec: QuerySpec, index_dir: str | Path) -> None:
+    """Refuse queries encoded differently from the index, naming the fix."""
+    problems = []
+    if spec.model_id is not None and meta.get("model_id") not in (None, spec.model_id):
+        problems.append(f"model {meta['model_id']!r} built the index, the queries come from {spec.model_id!r}")
+    if spec.vocab_hash is not None and meta["vocab_hash"] != spec.vocab_hash:
+        problems.append(f"index vocabulary {meta['vocab_hash']}, query vocabulary {spec.vocab_hash}")
+    scale = meta["quantization"].get("scale")
+    if spec.scale is not None and scale is not None and float(spec.scale) != float(scale):
+        problems.append(f"index quantized with scale {scale}, queries with scale {spec.scale}")
+    if problems:
+        raise IndexMismatchError(
+            f"index {index_dir} does not match the queries: "
+            + "; ".join(problems)
+            + ". Rebuild the index from documents encoded by the query model "
+            "(`lexret index --vectors DOCS --out INDEX --scale S`) or encode the queries with the model, "
+            "vocabulary and scale recorded in the index's lexret.json."
+        )

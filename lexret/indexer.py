@@ -1,0 +1,209 @@
+"""Build a Lucene impact index from sparse vectors.
+
+Sparse batches are quantized, written as JsonVectorCollection shards (one file per indexing
+thread at least), indexed by pyserini with ``--impact --pretokenized``, and described by
+``lexret.json``. Everything happens in a temporary folder beside the target, renamed into place at
+the end: an interrupted build leaves no index under the final name, and a rebuild of an existing
+name replaces the old index only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lexret import __version__
+from lexret.errors import InputError, LexretError
+from lexret.index_meta import FORMAT, META_FILE, lucene_files, write_meta
+from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE, Quantizer
+from lexret.types import SparseBatch
+from lexret.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexConfig:
+    """How to build an impact index."""
+
+    scale: float = DEFAULT_SCALE
+    max_impact: int = DEFAULT_MAX_IMPACT
+    threads: int = 2
+    optimize: bool = False  # force-merge into one segment
+    heap: str | None = None  # JVM -Xmx for the indexing process
+    store_vectors: bool = True  # keep quantized vectors (docvectors.npz) for exact brute-force search
+    keep_collection: bool = False  # keep the JsonVectorCollection files (debugging)
+
+
+@dataclass
+class IndexInfo:
+    """What describes the documents: written to ``lexret.json``."""
+
+    model_id: str = "unknown"
+    modality: str = "unknown"
+    source: str | None = None
+
+
+def _impact_line(docid: str, idx: np.ndarray, val: np.ndarray, toks: list[str]) -> str:
+    vec = {toks[j]: int(v) for j, v in zip(idx.tolist(), val.tolist())}
+    return json.dumps({"id": docid, "contents": "", "vector": vec}, ensure_ascii=False) + "\n"
+
+
+class Indexer:
+    """Turns ``(ids, SparseBatch)`` chunks into a self-describing Lucene impact index folder."""
+
+    def __init__(self, vocab: Vocabulary, config: IndexConfig | None = None) -> None:
+        self.vocab = vocab
+        self.config = config or IndexConfig()
+        self.quantizer = Quantizer(self.config.scale, self.config.max_impact)
+
+    def build(
+        self,
+        chunks: Iterable[tuple[list[str], SparseBatch]],
+        out_dir: str | Path,
+        info: IndexInfo | None = None,
+        *,
+        total: int | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Build the index at ``out_dir`` and return its metadata."""
+        from lexret.backends.lucene import build_lucene_index
+
+        info = info or IndexInfo()
+        cfg = self.config
+        out = Path(out_dir)
+        if out.exists() and not (out.is_dir() and ((out / META_FILE).exists() or not any(out.iterdir()))):
+            raise LexretError(f"{out} exists and is not a lexret index; choose another --out or remove it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = out.parent / f".{out.name}.building-{uuid.uuid4().hex[:8]}"
+        coll = work / "collection"
+        idx_dir = work / "index"
+        coll.mkdir(parents=True)
+        t0 = time.perf_counter()
+        try:
+            n_shards = max(1, cfg.threads)
+            shards = [open(coll / f"docs-{i:03d}.jsonl", "w", encoding="utf-8") for i in range(n_shards)]
+            seen: set[str] = set()
+            empty: list[str] = []
+            docids: list[str] = []
+            parts: list[SparseBatch] = []
+            n = nnz = impact_sum = 0
+            toks = self.vocab.tokens
+            bar = tqdm(total=total, desc="write collection", unit="doc", disable=None)
+            try:
+                for ids, batch in chunks:
+                    if batch.dim != len(self.vocab):
+                        raise InputError(f"vectors have dim {batch.dim}, the vocabulary {len(self.vocab)} terms")
+                    q = self.quantizer(batch)
+                    for i, docid in enumerate(ids):
+                        if docid in seen:
+                            raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
+                        seen.add(docid)
+                        r_idx, r_val = q.row(i)
+                        if r_idx.size == 0:
+                            empty.append(docid)
+                        shards[n % n_shards].write(_impact_line(docid, r_idx, r_val, toks))
+                        n += 1
+                    nnz += q.nnz
+                    impact_sum += int(q.values.sum(dtype=np.int64))
+                    docids.extend(ids)
+                    if cfg.store_vectors:
+                        parts.append(q)
+                    bar.update(len(ids))
+            finally:
+                bar.close()
+                for f in shards:
+                    f.close()
+            if n == 0:
+                raise InputError("no documents to index")
+            if empty:
+                log.warning(
+                    "%d document(s) have no positive term weight and cannot be matched by any query "
+                    "(listed under empty_docs in %s): %s",
+                    len(empty),
+                    META_FILE,
+                    ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""),
+                )
+            t_write = time.perf_counter() - t0
+            log.info("indexing %d documents with Lucene (%d threads)...", n, cfg.threads)
+            build_lucene_index(
+                coll,
+                idx_dir,
+                threads=cfg.threads,
+                optimize=cfg.optimize,
+                heap=cfg.heap,
+                log_file=work / "build.log",
+            )
+            (idx_dir / "write.lock").unlink(missing_ok=True)
+            files = lucene_files(idx_dir)
+            (idx_dir / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
+            if cfg.store_vectors:
+                allq = SparseBatch.concat(parts)
+                np.savez(idx_dir / "docvectors.npz", indptr=allq.indptr, indices=allq.indices, values=allq.values)
+            meta: dict[str, Any] = {
+                "format": FORMAT,
+                "lexret_version": __version__,
+                "backend": "lucene-impact",
+                "model_id": info.model_id,
+                "modality": info.modality,
+                "source": info.source,
+                "vocab_hash": self.vocab.hash,
+                "vocab_size": len(self.vocab),
+                "quantization": self.quantizer.to_dict(),
+                "num_docs": n,
+                "num_postings": nnz,
+                "impact_sum": impact_sum,
+                "avg_doc_terms": nnz / n,
+                "empty_docs": empty,
+                "build_seconds": round(time.perf_counter() - t0, 3),
+                "write_seconds": round(t_write, 3),
+                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "config": asdict(cfg),
+                "files": files,
+                "index_bytes": sum(files.values()),
+                "has_docvectors": cfg.store_vectors,
+                **(extra_meta or {}),
+            }
+            write_meta(idx_dir, meta)
+            shutil.move(str(work / "build.log"), idx_dir / "build.log")
+            if cfg.keep_collection:
+                shutil.move(str(coll), out.parent / f"{out.name}.collection")
+            _swap_into_place(idx_dir, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        log.info(
+            "index %s: %d docs, %.1f terms/doc, %.1f MB, %.1fs",
+            out,
+            n,
+            meta["avg_doc_terms"],
+            meta["index_bytes"] / 1e6,
+            meta["build_seconds"],
+        )
+        return meta
+
+
+def _swap_into_place(new: Path, out: Path) -> None:
+    """Move the finished index to ``out``; an old index there is replaced only now."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

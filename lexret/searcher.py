@@ -1,0 +1,136 @@
+"""Search an index folder with pre-encoded sparse query vectors.
+
+The searcher reads the folder's ``lexret.json``, refuses queries from another model, vocabulary or
+scale, quantizes float queries with the index's own quantizer, and searches in chunks so that the
+JVM heap (which holds every hit of a batch) stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lexret.errors import IndexIntegrityError, LexretError
+from lexret.index_meta import QuerySpec, check_compatible, read_meta
+from lexret.quantize import Quantizer
+from lexret.trec import Run
+from lexret.types import SparseBatch
+from lexret.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["lucene", "scipy"]
+DEFAULT_CHUNK = 1000
+
+
+class Searcher:
+    """Batch search over a lexret index folder with the Lucene or the exact scipy backend."""
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        vocab: Vocabulary,
+        *,
+        expect: QuerySpec | None = None,
+        backend: Backend = "lucene",
+        heap: str | None = None,
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.meta: dict[str, Any] = read_meta(self.index_dir)
+        spec = expect or QuerySpec()
+        check_compatible(self.meta, QuerySpec(spec.model_id, spec.vocab_hash or vocab.hash, spec.scale), index_dir)
+        q = self.meta["quantization"]
+        self.quantizer = Quantizer(q["scale"], q["max_impact"])
+        self.vocab = vocab
+        self.backend_name = backend
+        if backend == "lucene":
+            from lexret.backends.lucene import LuceneImpactBackend
+
+            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap)
+            if self._lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
+                self._lucene.num_docs != self.meta["num_docs"]
+            ):
+                raise IndexIntegrityError(
+                    f"Lucene holds {self._lucene.num_docs} documents, lexret.json says {self.meta['num_docs']}; "
+                    "rebuild the index with `lexret index`"
+                )
+        elif backend == "scipy":
+            from lexret.backends.scipy_sparse import ScipySparseBackend
+
+            ids, docs = self.load_docvectors()
+            self._scipy = ScipySparseBackend(ids, docs)
+        else:
+            raise LexretError(f"unknown backend {backend!r}; use lucene or scipy")
+
+    def load_docvectors(self) -> tuple[list[str], SparseBatch]:
+        """The quantized document vectors stored beside the index (``--store-vectors``)."""
+        path = self.index_dir / "docvectors.npz"
+        if not path.is_file():
+            raise LexretError(
+                f"{self.index_dir} keeps no document vectors, which the scipy backend needs; "
+                "rebuild with `lexret index --store-vectors` or search with --backend lucene"
+            )
+        ids = (self.index_dir / "docids.txt").read_text(encoding="utf-8").splitlines()
+        with np.load(path) as z:
+            docs = SparseBatch(z["indptr"], z["indices"], z["values"], len(self.vocab))
+        if len(ids) != len(docs):
+            raise IndexIntegrityError(f"{self.index_dir}: docids.txt and docvectors.npz disagree; rebuild the index")
+        return ids, docs
+
+    def prepare(self, queries: SparseBatch) -> SparseBatch:
+        """Integer query impacts: float queries go through the index's quantizer, ints pass as they are."""
+        if queries.dim != len(self.vocab):
+            raise LexretError(f"queries have dim {queries.dim}, the vocabulary {len(self.vocab)} terms")
+        if queries.is_integer:
+            return queries.threshold(0)
+        return self.quantizer(queries)
+
+    def search(
+        self,
+        qids: Sequence[str],
+        queries: SparseBatch,
+        k: int = 10,
+        *,
+        threads: int = 1,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: bool = True,
+    ) -> Run:
+        """Top-``k`` documents per query, as ``{qid: [(docid, score), ...]}`` best first."""
+        if len(qids) != len(queries):
+            raise LexretError(f"{len(qids)} query ids for {len(queries)} query vectors")
+        if k < 1:
+            raise LexretError("k must be at least 1")
+        if len(set(qids)) != len(qids):
+            raise LexretError("query ids must be unique")
+        q = self.prepare(queries)
+        run: Run = {}
+        toks = self.vocab.tokens
+        bar = tqdm(total=len(qids), desc=f"search ({self.backend_name})", unit="q", disable=None if progress else True)
+        for a in range(0, len(qids), chunk_size):
+            chunk_ids = list(qids[a : a + chunk_size])
+            chunk = q.slice(a, a + chunk_size)
+            if self.backend_name == "lucene":
+                dicts = [
+                    {toks[j]: int(v) for j, v in zip(*(x.tolist() for x in chunk.row(i)))} for i in range(len(chunk))
+                ]
+                run.update(self._lucene.search(chunk_ids, dicts, k, threads=threads))
+            else:
+                run.update(self._scipy.search(chunk_ids, chunk, k))
+            bar.update(len(chunk_ids))
+        bar.close()
+        return run
+
+    def close(self) -> None:
+        if self.backend_name == "lucene":
+            self._lucene.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
