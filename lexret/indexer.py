@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,39 +94,8 @@ class Indexer:
         coll.mkdir(parents=True)
         t0 = time.perf_counter()
         try:
-            n_shards = max(1, cfg.threads)
-            shards = [open(coll / f"docs-{i:03d}.jsonl", "w", encoding="utf-8") for i in range(n_shards)]
-            seen: set[str] = set()
-            empty: list[str] = []
-            docids: list[str] = []
-            parts: list[SparseBatch] = []
-            n = nnz = impact_sum = 0
-            toks = self.vocab.tokens
-            bar = tqdm(total=total, desc="write collection", unit="doc", disable=None)
-            try:
-                for ids, batch in chunks:
-                    if batch.dim != len(self.vocab):
-                        raise InputError(f"vectors have dim {batch.dim}, the vocabulary {len(self.vocab)} terms")
-                    q = self.quantizer(batch)
-                    for i, docid in enumerate(ids):
-                        if docid in seen:
-                            raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
-                        seen.add(docid)
-                        r_idx, r_val = q.row(i)
-                        if r_idx.size == 0:
-                            empty.append(docid)
-                        shards[n % n_shards].write(_impact_line(docid, r_idx, r_val, toks))
-                        n += 1
-                    nnz += q.nnz
-                    impact_sum += int(q.values.sum(dtype=np.int64))
-                    docids.extend(ids)
-                    if cfg.store_vectors:
-                        parts.append(q)
-                    bar.update(len(ids))
-            finally:
-                bar.close()
-                for f in shards:
-                    f.close()
+            stats = self._write_collection(chunks, coll, total)
+            n, empty, docids = stats["n"], stats["empty"], stats["docids"]
             if n == 0:
                 raise InputError("no documents to index")
             if empty:
@@ -150,7 +120,7 @@ class Indexer:
             files = lucene_files(idx_dir)
             (idx_dir / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
             if cfg.store_vectors:
-                allq = SparseBatch.concat(parts)
+                allq = SparseBatch.concat(stats["parts"])
                 np.savez(idx_dir / "docvectors.npz", indptr=allq.indptr, indices=allq.indices, values=allq.values)
             meta: dict[str, Any] = {
                 "format": FORMAT,
@@ -163,9 +133,9 @@ class Indexer:
                 "vocab_size": len(self.vocab),
                 "quantization": self.quantizer.to_dict(),
                 "num_docs": n,
-                "num_postings": nnz,
-                "impact_sum": impact_sum,
-                "avg_doc_terms": nnz / n,
+                "num_postings": stats["nnz"],
+                "impact_sum": stats["impact_sum"],
+                "avg_doc_terms": stats["nnz"] / n,
                 "empty_docs": empty,
                 "build_seconds": round(time.perf_counter() - t0, 3),
                 "write_seconds": round(t_write, 3),
@@ -192,6 +162,43 @@ class Indexer:
             meta["build_seconds"],
         )
         return meta
+
+    def _write_collection(
+        self, chunks: Iterable[tuple[list[str], SparseBatch]], coll: Path, total: int | None
+    ) -> dict[str, Any]:
+        """Quantize and write JsonVectorCollection shards, one per indexing thread."""
+        n_shards = max(1, self.config.threads)
+        seen: set[str] = set()
+        empty: list[str] = []
+        docids: list[str] = []
+        parts: list[SparseBatch] = []
+        n = nnz = impact_sum = 0
+        toks = self.vocab.tokens
+        with ExitStack() as stack:
+            shards = [
+                stack.enter_context(open(coll / f"docs-{i:03d}.jsonl", "w", encoding="utf-8")) for i in range(n_shards)
+            ]
+            bar = stack.enter_context(tqdm(total=total, desc="write collection", unit="doc", disable=None))
+            for ids, batch in chunks:
+                if batch.dim != len(self.vocab):
+                    raise InputError(f"vectors have dim {batch.dim}, the vocabulary {len(self.vocab)} terms")
+                q = self.quantizer(batch)
+                for i, docid in enumerate(ids):
+                    if docid in seen:
+                        raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
+                    seen.add(docid)
+                    r_idx, r_val = q.row(i)
+                    if r_idx.size == 0:
+                        empty.append(docid)
+                    shards[n % n_shards].write(_impact_line(docid, r_idx, r_val, toks))
+                    n += 1
+                nnz += q.nnz
+                impact_sum += int(q.values.sum(dtype=np.int64))
+                docids.extend(ids)
+                if self.config.store_vectors:
+                    parts.append(q)
+                bar.update(len(ids))
+        return {"n": n, "nnz": nnz, "impact_sum": impact_sum, "empty": empty, "docids": docids, "parts": parts}
 
 
 def _swap_into_place(new: Path, out: Path) -> None:

@@ -198,11 +198,16 @@ class LuceneImpactBackend:
                 jqids.add(qid)
         if jqids.size() == 0:
             return out
-        results = self._searcher.batch_search(jqueries, jqids, int(k), int(max(1, threads)))
-        for entry in results.entrySet().toArray():
+        if threads <= 1:
+            # one query at a time on the calling thread: batch_search would start a thread pool per call
+            hits_by_qid = ((jqids.get(i), self._searcher.search(jqueries.get(i), int(k))) for i in range(jqids.size()))
+        else:
+            results = self._searcher.batch_search(jqueries, jqids, int(k), int(threads))
+            hits_by_qid = ((e.getKey(), e.getValue()) for e in results.entrySet().toArray())
+        for qid, hits in hits_by_qid:
             # Impact scores are sums of integer products; Anserini nudges tied scores apart by tiny
             # decrements to fix their order (docid ascending), so rounding restores the exact score.
-            out[entry.getKey()] = [(h.docid, float(round(h.score))) for h in entry.getValue()]
+            out[qid] = [(h.docid, float(round(h.score))) for h in hits]
         return out
 
     def close(self) -> None:

@@ -1,0 +1,52 @@
+"""``lexret search``: batch search an index with pre-encoded query vectors, writing a TREC run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search an index with query vectors; writes a TREC run")
+    p.add_argument("--index", required=True, help="index folder built by `lexret index`")
+    p.add_argument("--queries", required=True, help="query vector file (JSONL or .npz)")
+    p.add_argument("--k", type=int, default=10, help="hits per query")
+    p.add_argument("--out", required=True, help="TREC run file to write")
+    p.add_argument("--backend", choices=("lucene", "scipy"), default="lucene", help="lucene, or exact brute force")
+    p.add_argument("--threads", type=int, default=1, help="search threads")
+    p.add_argument("--chunk-size", type=int, default=1000, help="queries per batch (bounds the JVM heap)")
+    p.add_argument("--model-id", default=None, help="model that encoded the queries (default: the file's .meta.json)")
+    p.add_argument("--scale", type=float, default=None, help="scale the integer queries were quantized with")
+    p.add_argument("--tag", default="lexret", help="run tag (last TREC column)")
+    add_vocab_flag(p)
+    add_on_error_flag(p)
+    add_heap_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lexret.errors import LexretError
+    from lexret.index_meta import QuerySpec
+    from lexret.searcher import Searcher
+    from lexret.trec import write_run
+    from lexret.vectors import read_vectors
+    from lexret.vocab import load_vocabulary
+
+    if args.k < 1 or args.threads < 1 or args.chunk_size < 1:
+        raise LexretError("--k, --threads and --chunk-size must be at least 1")
+    vocab = load_vocabulary(args.vocab)
+    qs = read_vectors(args.queries, vocab, on_error=args.on_error)
+    spec = QuerySpec(
+        model_id=args.model_id or qs.meta.get("model_id"),
+        vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
+        scale=args.scale if args.scale is not None else qs.meta.get("scale"),
+    )
+    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap) as searcher:
+        run_ = searcher.search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
+    write_run(args.out, run_, tag=args.tag)
+    log.info("wrote %s: %d queries, k=%d", args.out, len(run_), args.k)
+    return 0
