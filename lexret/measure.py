@@ -1,0 +1,200 @@
+"""Measure one retrieval system in a process of its own.
+
+A measurement loads one system (Lucene impact index, scipy brute force, FAISS flat or HNSW) from
+disk, runs the queries, and reports latency per query at one thread (mean, p50, p95; search only),
+throughput at one and two threads, the run (for effectiveness) and the peak resident memory of
+the process. Running it in a child process (``python -m lexret.measure``) makes the peak memory
+that of the search alone, and keeps one system's JVM or thread pools from disturbing another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lexret.trec import Run
+
+SYSTEMS = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
+
+
+@dataclass
+class Measurement:
+    system: str
+    num_queries: int
+    latency_ms_mean: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    qps_1thread: float
+    qps_2threads: float
+    peak_rss_bytes: int
+
+
+def _peak_rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _timed_latencies(search_one: Callable[[int], object], n: int) -> np.ndarray:
+    lat = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter()
+        search_one(i)
+        lat[i] = time.perf_counter() - t
+    return lat * 1000.0
+
+
+def measure(
+    system: str,
+    artifact: Path,
+    queries: Path,
+    k: int,
+    *,
+    latency_queries: int | None = None,
+    heap: str | None = None,
+    vocab_path: str | None = None,
+) -> tuple[Measurement, Run]:
+    """Load ``system`` from ``artifact`` and measure it with the queries in ``queries``."""
+    qids: list[str]
+    batch_search: Callable[[Sequence[str], Any, int], Run]
+    if system == "sparse-lucene" or system == "sparse-scipy":
+        from lexret.searcher import Searcher
+        from lexret.vectors import read_vectors
+        from lexret.vocab import load_vocabulary
+
+        vocab = load_vocabulary(vocab_path)
+        qs = read_vectors(queries, vocab)
+        qids = qs.ids
+        searcher = Searcher(artifact, vocab, backend="lucene" if system == "sparse-lucene" else "scipy", heap=heap)
+        qint = searcher.prepare(qs.batch)
+        if system == "sparse-lucene":
+            lucene = searcher._lucene
+            toks = vocab.tokens
+            qdicts = [{toks[j]: int(v) for j, v in zip(*(x.tolist() for x in qint.row(i)))} for i in range(len(qint))]
+
+            def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+                run: Run = {}
+                for a in range(0, len(ids), 1000):  # chunks bound the JVM heap
+                    run.update(lucene.search(ids[a : a + 1000], sel[a : a + 1000], k, threads=threads))
+                return run
+
+            qsel: Any = qdicts
+
+            def one(i: int) -> object:
+                return lucene.search([qids[i]], [qdicts[i]], k, threads=1)
+        else:
+            backend = searcher._scipy
+
+            def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+                return backend.search(ids, sel, k)  # scipy's sparse product runs on one thread
+
+            qsel = qint
+
+            def one(i: int) -> object:
+                return backend.search([qids[i]], qint.slice(i, i + 1), k)
+    elif system in ("dense-faiss-flat", "dense-faiss-hnsw"):
+        from lexret.backends.dense import FaissBackend
+
+        with np.load(queries) as z:
+            qids = [str(x) for x in z["ids"]]
+            qvec = np.ascontiguousarray(z["vectors"], dtype=np.float32)
+        docids = (artifact / "docids.txt").read_text(encoding="utf-8").splitlines()
+        fb = FaissBackend.load(artifact / "faiss.index", docids)
+        qsel = qvec
+
+        def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+            FaissBackend.set_threads(threads)
+            return fb.search(ids, sel, k)
+
+        def one(i: int) -> object:
+            return fb.search([qids[i]], qvec[i : i + 1], k)
+
+        FaissBackend.set_threads(1)
+    else:
+        raise ValueError(f"unknown system {system!r}; one of {SYSTEMS}")
+
+    n_lat = min(len(qids), latency_queries or len(qids))
+    batch_search(qids, qsel, 1)  # warm-up: JIT compilation, page cache, lazy allocations
+    lat = _timed_latencies(one, n_lat)
+    t = time.perf_counter()
+    run = batch_search(qids, qsel, 1)
+    qps1 = len(qids) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    batch_search(qids, qsel, 2)
+    qps2 = len(qids) / (time.perf_counter() - t)
+    m = Measurement(
+        system=system,
+        num_queries=len(qids),
+        latency_ms_mean=float(lat.mean()),
+        latency_ms_p50=float(np.percentile(lat, 50)),
+        latency_ms_p95=float(np.percentile(lat, 95)),
+        qps_1thread=qps1,
+        qps_2threads=qps2,
+        peak_rss_bytes=_peak_rss_bytes(),
+    )
+    return m, run
+
+
+def measure_in_subprocess(
+    system: str,
+    artifact: Path,
+    queries: Path,
+    k: int,
+    out_dir: Path,
+    *,
+    latency_queries: int | None = None,
+    heap: str | None = None,
+) -> tuple[Measurement, Path]:
+    """Run :func:`measure` in a fresh process; returns the measurement and the run file it wrote."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = out_dir / f"{system}.measure.json"
+    run_file = out_dir / f"{system}.trec"
+    cmd = [sys.executable, "-m", "lexret.measure", system, str(artifact), str(queries), str(k), str(result)]
+    cmd += ["--run", str(run_file)]
+    if latency_queries:
+        cmd += ["--latency-queries", str(latency_queries)]
+    if heap:
+        cmd += ["--heap", heap]
+    env = dict(os.environ, OMP_NUM_THREADS="2", TQDM_DISABLE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        from lexret.errors import LexretError
+
+        raise LexretError(f"measuring {system} failed:\n{proc.stderr[-3000:]}")
+    return Measurement(**json.loads(result.read_text())), run_file
+
+
+def _main(argv: list[str]) -> int:
+    from lexret.trec import write_run
+
+    p = argparse.ArgumentParser(prog="python -m lexret.measure")
+    p.add_argument("system", choices=SYSTEMS)
+    p.add_argument("artifact", type=Path)
+    p.add_argument("queries", type=Path)
+    p.add_argument("k", type=int)
+    p.add_argument("out", type=Path)
+    p.add_argument("--run", type=Path, default=None)
+    p.add_argument("--latency-queries", type=int, default=None)
+    p.add_argument("--heap", default=None)
+    args = p.parse_args(argv)
+    m, run = measure(
+        args.system, args.artifact, args.queries, args.k, latency_queries=args.latency_queries, heap=args.heap
+    )
+    args.out.write_text(json.dumps(asdict(m), indent=1))
+    if args.run:
+        write_run(args.run, run, tag=args.system)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
