@@ -9,12 +9,12 @@ what to rebuild.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lexret.errors import IndexIntegrityError, IndexMismatchError
+from lexret.fileio import write_json
 
 META_FILE = "lexret.json"
 FORMAT = "lexret-index/1"
@@ -32,9 +32,7 @@ def lucene_files(index_dir: Path) -> dict[str, int]:
 
 
 def write_meta(index_dir: Path, meta: dict[str, Any]) -> None:
-    tmp = index_dir / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, index_dir / META_FILE)
+    write_json(index_dir / META_FILE, meta)
 
 
 def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lexret.errors import InputError
+from lexret.fileio import atomic_write
 
 # A ranked result list per query id: [(docid, score), ...], best first.
 Run = dict[str, list[tuple[str, float]]]
@@ -23,19 +22,11 @@ def _check_token(value: str, what: str) -> None:
 def write_run(path: str | Path, run: Mapping[str, Sequence[tuple[str, float]]], tag: str = "lexret") -> None:
     """Write ``run`` atomically (temporary file, then rename); queries in insertion order."""
     _check_token(tag, "run tag")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for qid, hits in run.items():
-                _check_token(qid, "query id")
-                for rank, (docid, score) in enumerate(hits, start=1):
-                    f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        for qid, hits in run.items():
+            _check_token(qid, "query id")
+            for rank, (docid, score) in enumerate(hits, start=1):
+                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
 
 
 def read_run(path: str | Path) -> Run:
@@ -74,20 +65,12 @@ def read_run(path: str | Path) -> Run:
 
 
 def write_qrels(path: str | Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for qid, docs in qrels.items():
-                _check_token(qid, "query id")
-                for docid, rel in docs.items():
-                    _check_token(docid, "document id")
-                    f.write(f"{qid} 0 {docid} {int(rel)}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        for qid, docs in qrels.items():
+            _check_token(qid, "query id")
+            for docid, rel in docs.items():
+                _check_token(docid, "document id")
+                f.write(f"{qid} 0 {docid} {int(rel)}\n")
 
 
 def read_qrels(path: str | Path) -> Qrels:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lexret.errors import InputError
+from lexret.fileio import atomic_write, write_json
 from lexret.types import SparseBatch
 from lexret.vocab import Vocabulary
 
@@ -63,12 +62,6 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _atomic_writer(path: Path, mode: str = "w"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    return fd, Path(tmp)
-
-
 def write_vectors(
     path: str | Path,
     ids: Sequence[str],
@@ -85,35 +78,23 @@ def write_vectors(
         raise ValueError(f"vocabulary has {len(vocab)} terms, vectors have dim {batch.dim}")
     meta = dict(meta or {})
     meta.setdefault("vocab_hash", vocab.hash)
-    fd, tmp = _atomic_writer(path)
-    try:
-        if path.suffix == ".npz":
-            os.close(fd)
-            with tmp.open("wb") as f:
-                np.savez(
-                    f,
-                    ids=np.array(list(ids), dtype=str),
-                    indptr=batch.indptr,
-                    indices=batch.indices,
-                    values=batch.values,
-                    dim=np.array(batch.dim),
-                    meta=np.array(json.dumps(meta)),
-                )
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for docid, vec in zip(ids, batch.to_dicts(vocab)):
-                    f.write(json.dumps({"id": docid, "vector": vec}, ensure_ascii=False))
-                    f.write("\n")
-        if meta:
-            mp = meta_path(path)
-            mfd, mtmp = _atomic_writer(mp)
-            with os.fdopen(mfd, "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=1)
-            os.replace(mtmp, mp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if path.suffix == ".npz":
+        with atomic_write(path, "wb") as f:
+            np.savez(
+                f,
+                ids=np.array(list(ids), dtype=str),
+                indptr=batch.indptr,
+                indices=batch.indices,
+                values=batch.values,
+                dim=np.array(batch.dim),
+                meta=np.array(json.dumps(meta)),
+            )
+    else:
+        with atomic_write(path) as f:
+            for docid, vec in zip(ids, batch.to_dicts(vocab)):
+                f.write(json.dumps({"id": docid, "vector": vec}, ensure_ascii=False))
+                f.write("\n")
+    write_json(meta_path(path), meta)
 
 
 def _parse_line(line: str, n: int, path: str, vocab: Vocabulary) -> tuple[str, np.ndarray, np.ndarray]:

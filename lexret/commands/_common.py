@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 
 def add_vocab_flag(p: argparse.ArgumentParser) -> None:
@@ -25,17 +21,6 @@ def add_on_error_flag(p: argparse.ArgumentParser) -> None:
 
 def add_heap_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heap", default=None, help="JVM heap, e.g. 4g (default: $LEXRET_JAVA_HEAP or 4g)")
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def count_lines(path: str | Path) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lexret.commands._common import write_json
-
 log = logging.getLogger(__name__)
 
 
@@ -20,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lexret.fileio import write_json
     from lexret.metrics import evaluate, format_table
     from lexret.trec import read_qrels, read_run
 

@@ -1,0 +1,209 @@
+"""End-to-end evaluation of the sparse model (Lucene impact) against the dense baseline (FAISS).
+
+The split's images and captions are encoded once (cached in the work folder), then for each
+system the image collection is indexed for text->image search and the caption collection for
+image->text search; every query runs, and effectiveness, index size, terms per item and latency
+are reported. Search latency is measured in a child process per system (see ``lexret.measure``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lexret.data import Collection
+from lexret.fileio import write_json
+from lexret.metrics import evaluate, rsum
+from lexret.text import content_wordpieces, is_content_term
+from lexret.trec import Qrels, read_run
+from lexret.types import SparseBatch
+from lexret.vectors import write_vectors
+
+log = logging.getLogger(__name__)
+
+T2I_METRICS = ("R@1", "R@5", "R@10", "MRR@10")
+I2T_METRICS = ("R@1", "R@5", "R@10")
+
+
+def item_id(key: str) -> str:
+    """A whitespace-free id for an image key (run files are space separated)."""
+    return "".join("%20" if c.isspace() else c for c in key)
+
+
+@dataclass
+class SplitIds:
+    """Ids and relevance of an image-caption split: caption ``j`` of image ``i`` is ``<image>#j``."""
+
+    image_ids: list[str]
+    caption_ids: list[str]
+    caption_owner: np.ndarray  # image row of each caption
+
+    @classmethod
+    def from_collection(cls, coll: Collection) -> SplitIds:
+        image_ids = [item_id(it.key) for it in coll.items]
+        caption_ids = [f"{image_ids[i]}#{j}" for i, it in enumerate(coll.items) for j in range(len(it.captions))]
+        return cls(image_ids, caption_ids, coll.caption_owner)
+
+    def qrels_t2i(self) -> Qrels:
+        return {c: {self.image_ids[o]: 1} for c, o in zip(self.caption_ids, self.caption_owner)}
+
+    def qrels_i2t(self) -> Qrels:
+        q: Qrels = {i: {} for i in self.image_ids}
+        for c, o in zip(self.caption_ids, self.caption_owner):
+            q[self.image_ids[o]][c] = 1
+        return q
+
+
+def term_precision_at_10(images: SparseBatch, coll: Collection, vocab_tokens: list[str]) -> float:
+    """Mean over images of the share (percent) of its top-10 content terms found among the content
+    wordpieces of its own captions."""
+    scores = []
+    for i, item in enumerate(coll.items):
+        idx, val = images.row(i)
+        order = np.argsort(-val, kind="stable")
+        top = [vocab_tokens[j] for j in idx[order] if is_content_term(vocab_tokens[j])][:10]
+        if not top:
+            scores.append(0.0)
+            continue
+        words = content_wordpieces(item.captions)
+        scores.append(100.0 * sum(t in words for t in top) / len(top))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def per_query_encode_ms(encode_one, texts: list[str], n: int = 100) -> float:
+    """Mean milliseconds to encode one text query, one at a time, on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sample = texts[:n]
+        encode_one(sample[:5])  # warm-up
+        t = time.perf_counter()
+        for s in sample:
+            encode_one([s])
+        return 1000.0 * (time.perf_counter() - t) / len(sample)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _metrics(run_file: Path, qrels: Qrels, names: tuple[str, ...]) -> dict[str, float]:
+    return evaluate(read_run(run_file), qrels, names)
+
+
+def evaluate_sparse(
+    ids: SplitIds,
+    images: SparseBatch,
+    captions: SparseBatch,
+    *,
+    vocab,
+    model_id: str,
+    work: Path,
+    k: int = 10,
+    scale: float | None = None,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Index images and captions in Lucene, run both directions, and measure."""
+    from lexret.indexer import IndexConfig, Indexer, IndexInfo
+    from lexret.measure import measure_in_subprocess
+    from lexret.quantize import DEFAULT_SCALE
+
+    cfg = IndexConfig(scale=scale or DEFAULT_SCALE, threads=threads, store_vectors=False)
+    meta_i = Indexer(vocab, cfg).build(
+        [(ids.image_ids, images)], work / "sparse-images.index", IndexInfo(model_id, "image")
+    )
+    meta_c = Indexer(vocab, cfg).build(
+        [(ids.caption_ids, captions)], work / "sparse-captions.index", IndexInfo(model_id, "text")
+    )
+    q_caps, q_imgs = work / "sparse-caption-queries.npz", work / "sparse-image-queries.npz"
+    write_vectors(q_caps, ids.caption_ids, captions, vocab, {"model_id": model_id})
+    write_vectors(q_imgs, ids.image_ids, images, vocab, {"model_id": model_id})
+    m_t2i, run_t2i = measure_in_subprocess("sparse-lucene", work / "sparse-images.index", q_caps, k, work / "t2i")
+    _, run_i2t = measure_in_subprocess("sparse-lucene", work / "sparse-captions.index", q_imgs, k, work / "i2t")
+    t2i = _metrics(run_t2i, ids.qrels_t2i(), T2I_METRICS)
+    i2t = _metrics(run_i2t, ids.qrels_i2t(), I2T_METRICS)
+    return {
+        "t2i": t2i,
+        "i2t": i2t,
+        "rsum": rsum(t2i, i2t),
+        "index_bytes": meta_i["index_bytes"],
+        "caption_index_bytes": meta_c["index_bytes"],
+        "avg_doc_terms": float(images.terms_per_row().mean()),
+        "avg_query_terms": float(captions.terms_per_row().mean()),
+        "search_ms": m_t2i.latency_ms_mean,
+    }
+
+
+def evaluate_dense(
+    ids: SplitIds, images: np.ndarray, captions: np.ndarray, *, work: Path, k: int = 10
+) -> dict[str, Any]:
+    """FAISS flat indexes over images and captions, both directions, measured."""
+    from lexret.backends.dense import FaissBackend
+    from lexret.measure import measure_in_subprocess
+
+    out: dict[str, Any] = {}
+    for name, docids, docs in (("images", ids.image_ids, images), ("captions", ids.caption_ids, captions)):
+        d = work / f"dense-{name}.faiss"
+        d.mkdir(parents=True, exist_ok=True)
+        FaissBackend.build(docids, docs, kind="flat").save(d / "faiss.index")
+        (d / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
+        out[f"{name}_bytes"] = (d / "faiss.index").stat().st_size
+    q_caps, q_imgs = work / "dense-caption-queries.npz", work / "dense-image-queries.npz"
+    np.savez(q_caps, ids=np.array(ids.caption_ids), vectors=captions)
+    np.savez(q_imgs, ids=np.array(ids.image_ids), vectors=images)
+    m_t2i, run_t2i = measure_in_subprocess("dense-faiss-flat", work / "dense-images.faiss", q_caps, k, work / "t2i")
+    _, run_i2t = measure_in_subprocess("dense-faiss-flat", work / "dense-captions.faiss", q_imgs, k, work / "i2t")
+    t2i = _metrics(run_t2i, ids.qrels_t2i(), T2I_METRICS)
+    i2t = _metrics(run_i2t, ids.qrels_i2t(), I2T_METRICS)
+    return {
+        "t2i": t2i,
+        "i2t": i2t,
+        "rsum": rsum(t2i, i2t),
+        "index_bytes": out["images_bytes"],
+        "caption_index_bytes": out["captions_bytes"],
+        "search_ms": m_t2i.latency_ms_mean,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as an aligned table: one row per system."""
+    cols = [
+        ("t2i R@1", ("t2i", "R@1")), ("t2i R@5", ("t2i", "R@5")), ("t2i R@10", ("t2i", "R@10")),
+        ("MRR@10", ("t2i", "MRR@10")), ("i2t R@1", ("i2t", "R@1")), ("i2t R@5", ("i2t", "R@5")),
+        ("i2t R@10", ("i2t", "R@10")), ("RSUM", ("rsum",)), ("img terms", ("avg_doc_terms",)),
+        ("cap terms", ("avg_query_terms",)), ("TP@10", ("term_precision@10",)), ("index MB", ("index_bytes",)),
+        ("enc ms", ("query_encode_ms",)), ("search ms", ("search_ms",)),
+    ]  # fmt: skip
+    width = max(len(s) for s in report["systems"]) + 2
+    lines = ["".ljust(width) + "".join(c.rjust(10) for c, _ in cols)]
+    for name, vals in report["systems"].items():
+        cells = []
+        for c, path in cols:
+            v: Any = vals
+            for p in path:
+                v = v.get(p) if isinstance(v, dict) else None
+            if v is None:
+                cells.append("-")
+            elif c == "index MB":
+                cells.append(f"{v / 1e6:.2f}")
+            else:
+                cells.append(f"{v:.2f}")
+        lines.append(name.ljust(width) + "".join(x.rjust(10) for x in cells))
+    d = report["data"]
+    lines.append(f"({d['images']} images, {d['captions']} captions, split {d['split']}; recall in percent)")
+    return "\n".join(lines)
+
+
+def save_report(path: Path, report: dict[str, Any]) -> None:
+    write_json(path, report)
+    log.info("wrote %s", path)
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
