@@ -20,7 +20,7 @@ STOPWORDS: frozenset[str] = frozenset(
         "do does did doing have has had having will would can could shall should may might must not no yes "
         "very too also just only some any each every all both few more most other such own same what which "
         "who whom whose when where why how one two s t 's"
-    ).split()  # noqa: SIM905
+    ).split()
 )
 
 
