@@ -1,0 +1,78 @@
+"""``lexret compare``: sparse Lucene vs dense FAISS as the corpus grows with distractors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lexret.commands._common import add_heap_flag, add_on_error_flag
+
+log = logging.getLogger(__name__)
+
+
+def _sizes(text: str) -> list[int]:
+    from lexret.errors import LexretError
+
+    try:
+        sizes = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LexretError(f"--distractors takes comma-separated counts such as 10000,100000, not {text!r}") from None
+    if not sizes or any(s < 0 for s in sizes):
+        raise LexretError("--distractors needs one or more counts >= 0")
+    return sizes
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="sparse Lucene vs dense FAISS at growing corpus sizes (distractors)")
+    p.add_argument("--data", required=True, help="captions JSONL of the evaluation split")
+    p.add_argument("--split", default=None, help="split of --data to evaluate")
+    p.add_argument("--distractors", required=True, help="distractor counts, e.g. 9000,99000,999000")
+    p.add_argument("--distractor-data", default=None, help="captions JSONL whose images are real distractors")
+    p.add_argument("--out", required=True, help="folder for compare.json, plots, indexes and runs")
+    p.add_argument("--cache-dir", default=None, help="encodings and synthetic chunks (default: OUT/cache)")
+    p.add_argument("--model", default=None, help="sparse model checkpoint (default: shipped)")
+    p.add_argument("--dense-model", default=None, help="dense baseline checkpoint (default: shipped)")
+    p.add_argument("--systems", default="sparse-lucene,sparse-scipy,dense-faiss-flat,dense-faiss-hnsw")
+    p.add_argument("--k", type=int, default=10, help="hits per query")
+    p.add_argument("--scale", type=float, default=None, help="quantization scale")
+    p.add_argument("--index-threads", type=int, default=2, help="Lucene indexing threads")
+    p.add_argument("--no-optimize", action="store_true", help="keep Lucene's segments (no force-merge)")
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--hnsw-ef-construction", type=int, default=200)
+    p.add_argument("--hnsw-ef-search", type=int, default=128)
+    p.add_argument("--latency-queries", type=int, default=1000, help="queries timed one by one per system")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic distractors")
+    add_on_error_flag(p)
+    add_heap_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lexret.backends.dense import HnswParams
+    from lexret.compare import CompareConfig, format_records, run_compare
+    from lexret.data import load_captions
+    from lexret.encoders import DenseEncoder, SparseEncoder
+    from lexret.errors import LexretError
+    from lexret.measure import SYSTEMS
+
+    systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        raise LexretError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    cfg = CompareConfig(
+        sizes=_sizes(args.distractors), k=args.k, seed=args.seed, scale=args.scale,
+        index_threads=args.index_threads, optimize=not args.no_optimize,
+        hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search),
+        latency_queries=args.latency_queries, systems=systems, heap=args.heap,
+    )  # fmt: skip
+    coll = load_captions(args.data, split=args.split, on_error=args.on_error)
+    dcoll = load_captions(args.distractor_data, on_error=args.on_error) if args.distractor_data else None
+    out = Path(args.out)
+    records = run_compare(
+        coll, dcoll, SparseEncoder.from_pretrained(args.model), DenseEncoder.from_pretrained(args.dense_model), cfg,
+        out, Path(args.cache_dir) if args.cache_dir else out / "cache",
+    )  # fmt: skip
+    print(format_records(records))
+    return 0

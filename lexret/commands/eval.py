@@ -1,0 +1,95 @@
+"""``lexret eval``: the sparse model in Lucene against the dense baseline in FAISS, end to end."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lexret.commands._common import add_heap_flag, add_on_error_flag
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="encode a split, index it (Lucene impact + FAISS), run t2i and i2t, report metrics and costs",
+    )
+    p.add_argument("--data", required=True, help="captions JSONL ({image, captions, split} lines)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: every item)")
+    p.add_argument("--out", required=True, help="report JSON to write")
+    p.add_argument("--model", default=None, help="sparse model checkpoint folder (default: the shipped one)")
+    p.add_argument("--dense-model", default=None, help="dense baseline checkpoint folder (default: shipped)")
+    p.add_argument("--no-dense", action="store_true", help="evaluate the sparse model only")
+    p.add_argument("--work-dir", default=None, help="keep indexes, runs and encoded vectors here")
+    p.add_argument("--scale", type=float, default=None, help="quantization scale (default: the model's)")
+    p.add_argument("--k", type=int, default=10, help="hits per query")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
+    p.add_argument("--batch-size", type=int, default=64, help="encoding batch size")
+    add_on_error_flag(p)
+    add_heap_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from lexret.data import load_captions
+    from lexret.encoders import DenseEncoder, SparseEncoder
+    from lexret.errors import LexretError
+    from lexret.evaluation import (
+        SplitIds,
+        evaluate_dense,
+        evaluate_sparse,
+        format_report,
+        per_query_encode_ms,
+        save_report,
+        term_precision_at_10,
+    )
+
+    if args.k < 1 or args.batch_size < 1:
+        raise LexretError("--k and --batch-size must be at least 1")
+    if args.heap:
+        import os
+
+        os.environ["LEXRET_JAVA_HEAP"] = args.heap
+    coll = load_captions(args.data, split=args.split, on_error=args.on_error, limit=args.limit)
+    ids = SplitIds.from_collection(coll)
+    images = [it.image for it in coll.items]
+    captions = coll.captions
+    log.info("%s: %d images, %d captions", args.data, len(images), len(captions))
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="lexret-eval-"))
+    work.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "data": {"images": len(images), "captions": len(captions), "split": args.split, "path": str(args.data)},
+        "systems": {},
+    }
+    try:
+        sparse = SparseEncoder.from_pretrained(args.model)
+        img_s = sparse.encode_images(images, batch_size=args.batch_size, progress=True)
+        cap_s = sparse.encode_texts(captions, batch_size=args.batch_size, progress=True)
+        res = evaluate_sparse(
+            ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse", k=args.k,
+            scale=args.scale,
+        )  # fmt: skip
+        res["term_precision@10"] = term_precision_at_10(img_s, coll, sparse.vocab.tokens)
+        res["query_encode_ms"] = per_query_encode_ms(sparse.encode_texts, captions)
+        res["model_id"] = sparse.model_id
+        report["systems"]["sparse-lucene"] = res
+        del sparse
+        if not args.no_dense:
+            dense = DenseEncoder.from_pretrained(args.dense_model)
+            img_d = dense.encode_images(images, batch_size=args.batch_size, progress=True)
+            cap_d = dense.encode_texts(captions, batch_size=args.batch_size, progress=True)
+            res = evaluate_dense(ids, img_d, cap_d, work=work / "dense", k=args.k)
+            res["query_encode_ms"] = per_query_encode_ms(dense.encode_texts, captions)
+            res["model_id"] = dense.model_id
+            report["systems"]["dense-faiss"] = res
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    save_report(Path(args.out), report)
+    print(format_report(report))
+    return 0

@@ -1,0 +1,346 @@
+"""Sparse Lucene vs dense FAISS as the corpus grows: the large-scale comparison.
+
+The evaluation split's images stay in the corpus and its captions are the text queries; ``N``
+distractors are added for each corpus size: real encoded images first (from ``--distractor-data``,
+without the split's own images), then synthetic ones mixed from the real vectors
+(``lexret.distractors``). Every system is built on the same corpus and measured in a child process
+(``lexret.measure``): effectiveness, index bytes, build time, peak memory, latency and throughput.
+
+Encodings and synthetic chunks are cached (``cache_dir``), so a rerun does not redo them, and the
+corpus is streamed into the indexes chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lexret.backends.dense import HnswParams
+from lexret.data import Collection
+from lexret.distractors import MixParams, synthesize_chunk
+from lexret.evaluation import SplitIds, item_id
+from lexret.fileio import write_json
+from lexret.metrics import evaluate
+from lexret.trec import read_run
+from lexret.types import SparseBatch
+from lexret.vectors import write_vectors
+
+log = logging.getLogger(__name__)
+
+CHUNK = 20_000
+
+
+@dataclass
+class CompareConfig:
+    """What to build and measure."""
+
+    sizes: list[int] = field(default_factory=lambda: [10_000])  # distractors per run
+    k: int = 10
+    seed: int = 0
+    scale: float | None = None
+    index_threads: int = 2
+    optimize: bool = True  # single-segment Lucene indexes (measured faster to search)
+    hnsw: HnswParams = field(default_factory=HnswParams)
+    latency_queries: int = 1000
+    systems: tuple[str, ...] = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
+    heap: str | None = None
+    mix: MixParams = field(default_factory=MixParams)
+
+
+@dataclass
+class Encoded:
+    """Encoded images (sparse + dense) with their ids."""
+
+    ids: list[str]
+    sparse: SparseBatch
+    dense: np.ndarray
+
+    def save(self, path: Path) -> None:
+        from lexret.fileio import atomic_write
+
+        with atomic_write(path, "wb") as f:
+            np.savez(
+                f, ids=np.array(self.ids), indptr=self.sparse.indptr, indices=self.sparse.indices,
+                values=self.sparse.values, dim=np.array(self.sparse.dim), dense=self.dense,
+            )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> Encoded:
+        with np.load(path) as z:
+            sp = SparseBatch(z["indptr"], z["indices"], z["values"], int(z["dim"]))
+            return cls([str(x) for x in z["ids"]], sp, z["dense"])
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def encode_images_cached(paths: Sequence[Path], ids: list[str], sparse_enc, dense_enc, cache: Path) -> Encoded:
+    """Encode images with both models, or load them from ``cache`` when done before."""
+    key = _key(sparse_enc.model_id, dense_enc.model_id, [str(p) for p in paths])
+    path = cache / f"images-{key}.npz"
+    if path.is_file():
+        log.info("encoded images from cache %s", path)
+        return Encoded.load(path)
+    sp = sparse_enc.encode_images(list(paths), progress=True)
+    de = dense_enc.encode_images(list(paths), progress=True)
+    enc = Encoded(ids, sp, np.ascontiguousarray(de, dtype=np.float32))
+    enc.save(path)
+    return enc
+
+
+def encode_texts_cached(texts: list[str], sparse_enc, dense_enc, cache: Path) -> tuple[SparseBatch, np.ndarray]:
+    key = _key(sparse_enc.model_id, dense_enc.model_id, texts)
+    path = cache / f"texts-{key}.npz"
+    if path.is_file():
+        enc = Encoded.load(path)
+        return enc.sparse, enc.dense
+    sp = sparse_enc.encode_texts(texts, progress=True)
+    de = np.ascontiguousarray(dense_enc.encode_texts(texts, progress=True), dtype=np.float32)
+    Encoded([str(i) for i in range(len(texts))], sp, de).save(path)
+    return sp, de
+
+
+class Corpus:
+    """The split's images, then real distractors, then synthetic ones, streamed in chunks."""
+
+    def __init__(self, split: Encoded, real: Encoded | None, n_distractors: int, cfg: CompareConfig,
+                 cache: Path) -> None:  # fmt: skip
+        self.split = split
+        self.real = real
+        self.n_real = min(n_distractors, len(real.ids)) if real else 0
+        self.n_synthetic = n_distractors - self.n_real
+        self.cfg = cfg
+        self.cache = cache
+        # synthetic items follow the real distractors when there are some, else the split's images
+        self.source = real if real is not None and len(real.ids) >= 2 else split
+        self.source_key = _key(self.source.ids[:50], len(self.source.ids), asdict(cfg.mix), cfg.seed)
+
+    def __len__(self) -> int:
+        return len(self.split.ids) + self.n_real + self.n_synthetic
+
+    def _synthetic_chunk(self, c: int) -> Encoded:
+        path = self.cache / f"synthetic-{self.source_key}-{CHUNK}-{c}.npz"
+        if path.is_file():
+            return Encoded.load(path)
+        sp, de = synthesize_chunk(
+            self.source.sparse, self.source.dense, CHUNK, seed=self.cfg.seed, chunk=c, params=self.cfg.mix
+        )
+        enc = Encoded([f"synthetic-{c * CHUNK + i}" for i in range(CHUNK)], sp, de)
+        enc.save(path)
+        return enc
+
+    def chunks(self) -> Iterator[Encoded]:
+        yield self.split
+        if self.n_real:
+            for a in range(0, self.n_real, CHUNK):
+                b = min(a + CHUNK, self.n_real)
+                yield Encoded(self.real.ids[a:b], self.real.sparse.slice(a, b), self.real.dense[a:b])
+        left = self.n_synthetic
+        c = 0
+        while left > 0:
+            enc = self._synthetic_chunk(c)
+            take = min(left, CHUNK)
+            yield Encoded(enc.ids[:take], enc.sparse.slice(0, take), enc.dense[:take])
+            left -= take
+            c += 1
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out: Path) -> dict[str, dict[str, Any]]:
+    """Build every system's index for ``corpus`` under ``out``; returns build time and bytes."""
+    from lexret.backends.dense import FaissBackend, l2_normalize
+    from lexret.indexer import IndexConfig, Indexer, IndexInfo
+    from lexret.quantize import DEFAULT_SCALE
+
+    built: dict[str, dict[str, Any]] = {}
+    need_sparse = {"sparse-lucene", "sparse-scipy"} & set(cfg.systems)
+    if need_sparse:
+        icfg = IndexConfig(
+            scale=cfg.scale or DEFAULT_SCALE, threads=cfg.index_threads, optimize=cfg.optimize, heap=cfg.heap,
+            store_vectors="sparse-scipy" in cfg.systems,
+        )  # fmt: skip
+        t = time.perf_counter()
+        meta = Indexer(vocab, icfg).build(
+            ((e.ids, e.sparse) for e in corpus.chunks()), out / "lucene", IndexInfo(model_id, "image"),
+            total=len(corpus),
+        )  # fmt: skip
+        build_s = time.perf_counter() - t
+        built["sparse-lucene"] = {"artifact": out / "lucene", "index_bytes": meta["index_bytes"], "build_s": build_s}
+        if "sparse-scipy" in cfg.systems:
+            dv = out / "lucene" / "docvectors.npz"
+            built["sparse-scipy"] = {
+                "artifact": out / "lucene",
+                "index_bytes": dv.stat().st_size,
+                # the scipy "index" is the quantized CSR matrix written beside the Lucene index
+                "build_s": meta["write_seconds"],
+            }
+    for system, kind in (("dense-faiss-flat", "flat"), ("dense-faiss-hnsw", "hnsw")):
+        if system not in cfg.systems:
+            continue
+        d = out / system
+        d.mkdir(parents=True, exist_ok=True)
+        ids: list[str] = []
+        backend: FaissBackend | None = None
+        FaissBackend.set_threads(2)
+        t = time.perf_counter()
+        for e in tqdm(corpus.chunks(), desc=f"build {system}", unit="chunk", disable=None):
+            if backend is None:
+                backend = FaissBackend.build(e.ids, e.dense, kind=kind, hnsw=cfg.hnsw)
+            else:
+                backend.index.add(l2_normalize(e.dense))
+            ids.extend(e.ids)
+        build_s = time.perf_counter() - t
+        backend.save(d / "faiss.index")
+        (d / "docids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+        del backend
+        built[system] = {"artifact": d, "index_bytes": (d / "faiss.index").stat().st_size, "build_s": build_s}
+    return built
+
+
+def run_compare(
+    coll: Collection,
+    distractor_coll: Collection | None,
+    sparse_enc,
+    dense_enc,
+    cfg: CompareConfig,
+    out_dir: Path,
+    cache_dir: Path,
+) -> list[dict[str, Any]]:
+    """Measure every system at every corpus size; writes ``compare.json`` and plots in ``out_dir``."""
+    from lexret.evaluation import per_query_encode_ms
+    from lexret.measure import measure_in_subprocess
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ids = SplitIds.from_collection(coll)
+    split = encode_images_cached([it.image for it in coll.items], ids.image_ids, sparse_enc, dense_enc, cache_dir)
+    cap_sparse, cap_dense = encode_texts_cached(coll.captions, sparse_enc, dense_enc, cache_dir)
+    real = None
+    if distractor_coll is not None:
+        own = {it.image.resolve() for it in coll.items}
+        items = [it for it in distractor_coll.items if it.image.resolve() not in own]
+        items = items[: max(cfg.sizes)]
+        log.info("%d real distractor images (%d of the split excluded)", len(items),
+                 len(distractor_coll.items) - len(items))  # fmt: skip
+        if items:
+            real = encode_images_cached(
+                [it.image for it in items], [f"distractor:{item_id(it.key)}" for it in items], sparse_enc, dense_enc,
+                cache_dir,
+            )  # fmt: skip
+    q_sparse, q_dense = out_dir / "queries-sparse.npz", out_dir / "queries-dense.npz"
+    write_vectors(q_sparse, ids.caption_ids, cap_sparse, sparse_enc.vocab, {"model_id": sparse_enc.model_id})
+    np.savez(q_dense, ids=np.array(ids.caption_ids), vectors=cap_dense)
+    enc_ms = {
+        "sparse": per_query_encode_ms(sparse_enc.encode_texts, coll.captions),
+        "dense": per_query_encode_ms(dense_enc.encode_texts, coll.captions),
+    }
+    qrels = ids.qrels_t2i()
+    records: list[dict[str, Any]] = []
+    for n in sorted(cfg.sizes):
+        corpus = Corpus(split, real, n, cfg, cache_dir)
+        size_dir = out_dir / f"corpus-{len(corpus)}"
+        log.info("corpus of %d items: %d split images, %d real and %d synthetic distractors", len(corpus),
+                 len(split.ids), corpus.n_real, corpus.n_synthetic)  # fmt: skip
+        built = build_systems(corpus, sparse_enc.vocab, sparse_enc.model_id, cfg, size_dir)
+        for system in cfg.systems:
+            b = built[system]
+            queries = q_sparse if system.startswith("sparse") else q_dense
+            m, run_file = measure_in_subprocess(
+                system, b["artifact"], queries, cfg.k, size_dir / "runs", latency_queries=cfg.latency_queries,
+                heap=cfg.heap,
+            )  # fmt: skip
+            metrics = evaluate(read_run(run_file), qrels, ("R@1", "R@5", "R@10"))
+            rec = {
+                "system": system,
+                "corpus_size": len(corpus),
+                **metrics,
+                "index_bytes": int(b["index_bytes"]),
+                "build_s": round(b["build_s"], 3),
+                "peak_rss_bytes": m.peak_rss_bytes,
+                "latency_ms_mean": m.latency_ms_mean,
+                "latency_ms_p50": m.latency_ms_p50,
+                "latency_ms_p95": m.latency_ms_p95,
+                "qps_1thread": m.qps_1thread,
+                "qps_2threads": m.qps_2threads,
+                "query_encode_ms": enc_ms["sparse" if system.startswith("sparse") else "dense"],
+                "distractors_real": corpus.n_real,
+                "distractors_synthetic": corpus.n_synthetic,
+            }
+            if system == "dense-faiss-hnsw":
+                rec["hnsw"] = asdict(cfg.hnsw)
+            records.append(rec)
+            log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
+        write_json(out_dir / "compare.json", records)  # after each size: a partial result survives
+        shutil.rmtree(size_dir / "dense-faiss-flat", ignore_errors=True)  # large and rebuilt in seconds
+    plot(records, out_dir)
+    return records
+
+
+def format_records(records: list[dict[str, Any]]) -> str:
+    cols = [("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("index MB", "index_bytes"), ("build s", "build_s"),
+            ("RSS MB", "peak_rss_bytes"), ("ms mean", "latency_ms_mean"), ("ms p50", "latency_ms_p50"),
+            ("ms p95", "latency_ms_p95"), ("qps 1t", "qps_1thread"), ("qps 2t", "qps_2threads"),
+            ("enc ms", "query_encode_ms")]  # fmt: skip
+    lines = ["system".ljust(18) + "corpus".rjust(9) + "".join(c.rjust(10) for c, _ in cols)]
+    for r in records:
+        cells = []
+        for _, key in cols:
+            v = r[key]
+            cells.append(f"{v / 1e6:.1f}" if key in ("index_bytes", "peak_rss_bytes") else f"{v:.2f}")
+        lines.append(r["system"].ljust(18) + f"{r['corpus_size']:>9,}" + "".join(c.rjust(10) for c in cells))
+    by = {(r["system"], r["corpus_size"]): r for r in records}
+    for size in sorted({r["corpus_size"] for r in records}):
+        lu, ff = by.get(("sparse-lucene", size)), by.get(("dense-faiss-flat", size))
+        if lu and ff:
+            qps = lu["qps_1thread"] / ff["qps_1thread"]
+            size_ratio = lu["index_bytes"] / ff["index_bytes"]
+            lines.append(
+                f"corpus {size:,}: Lucene/FAISS-flat throughput (1 thread) {qps:.2f}x, index bytes {size_ratio:.3f}x, "
+                f"R@10 {lu['R@10']:.2f} vs {ff['R@10']:.2f}"
+            )
+    return "\n".join(lines)
+
+
+def plot(records: list[dict[str, Any]], out_dir: Path) -> None:
+    """latency vs corpus size, index size vs corpus size, R@10 vs latency (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = sorted({r["system"] for r in records})
+    lat = "latency per query (ms, 1 thread)"
+    figs = [
+        ("latency_vs_size.png", "corpus_size", "latency_ms_mean", "corpus size (items)", lat, True),
+        ("index_size_vs_size.png", "corpus_size", "index_bytes", "corpus size (items)", "index size (bytes)", True),
+        ("recall_vs_latency.png", "latency_ms_mean", "R@10", lat, "R@10 (%)", False),
+    ]
+    for name, x, y, xl, yl, logy in figs:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for s in systems:
+            rs = sorted((r for r in records if r["system"] == s), key=lambda r: r["corpus_size"])
+            ax.plot([r[x] for r in rs], [r[y] for r in rs], marker="o", label=s)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=120)
+        plt.close(fig)
