@@ -1,0 +1,80 @@
+"""Shared fixtures: the default vocabulary and one small Lucene index built once per session.
+
+Starting the JVM and building an index cost seconds, so tests that only read an index share
+``small_index`` (and copy it with ``copy_index`` when they need to damage or replace it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from lexret.indexer import IndexConfig, Indexer, IndexInfo
+from lexret.synthetic import synthetic_ids, zipf_batch
+from lexret.types import SparseBatch
+from lexret.vocab import Vocabulary, default_vocabulary
+
+# Deterministic, modest property tests: the machine is shared and CI must be reproducible.
+settings.register_profile(
+    "lexret",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("lexret")
+
+SMALL_MODEL_ID = "test-model/v1"
+SMALL_N_DOCS = 300
+
+
+@dataclass(frozen=True)
+class BuiltIndex:
+    path: Path
+    ids: list[str]
+    docs: SparseBatch  # float vectors as given to the indexer
+    meta: dict[str, Any]
+    config: IndexConfig
+    info: IndexInfo
+
+
+@pytest.fixture(scope="session")
+def vocab() -> Vocabulary:
+    return default_vocabulary()
+
+
+@pytest.fixture(scope="session")
+def small_index(tmp_path_factory: pytest.TempPathFactory, vocab: Vocabulary) -> BuiltIndex:
+    """300 zipf documents (~30 terms each) indexed at the default scale; do not modify it."""
+    docs = zipf_batch(SMALL_N_DOCS, len(vocab), 30, seed=11)
+    ids = synthetic_ids(SMALL_N_DOCS, "doc")
+    config = IndexConfig(threads=1)
+    info = IndexInfo(model_id=SMALL_MODEL_ID, modality="text", source="synthetic")
+    out = tmp_path_factory.mktemp("small") / "index"
+    meta = Indexer(vocab, config).build([(ids, docs)], out, info)
+    return BuiltIndex(out, ids, docs, meta, config, info)
+
+
+@pytest.fixture
+def copy_index(tmp_path: Path, small_index: BuiltIndex):
+    """A private copy of the session index, for tests that damage or replace it."""
+
+    def make(name: str = "index") -> Path:
+        dst = tmp_path / name
+        shutil.copytree(small_index.path, dst)
+        return dst
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_queries(vocab: Vocabulary) -> tuple[list[str], SparseBatch]:
+    """Float queries of ~8 terms drawn from the same term distribution as ``small_index``."""
+    q = zipf_batch(40, len(vocab), 8, seed=12)
+    return synthetic_ids(40, "q"), q
