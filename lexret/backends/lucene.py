@@ -66,7 +66,8 @@ def anserini_jar() -> str:
 def jvm_options(heap: str | None = None) -> list[str]:
     """JVM options lexret starts with (heap from the argument, ``$LEXRET_JAVA_HEAP`` or 4g)."""
     heap = heap or os.environ.get(HEAP_ENV) or DEFAULT_HEAP
-    opts = [f"-Xmx{heap}"]
+    jul = Path(__file__).resolve().parent.parent / "resources" / "jul.properties"
+    opts = [f"-Xmx{heap}", f"-Djava.util.logging.config.file={jul}"]
     if _VECTOR_MODULE in _runtime_modules(java_home()):
         opts.append(f"--add-modules={_VECTOR_MODULE}")
     return opts
