@@ -9,10 +9,12 @@ name replaces the old index only once the new one is complete.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -201,10 +203,28 @@ class Indexer:
         return {"n": n, "nnz": nnz, "impact_sum": impact_sum, "empty": empty, "docids": docids, "parts": parts}
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
 def _swap_into_place(new: Path, out: Path) -> None:
-    """Move the finished index to ``out``; an old index there is replaced only now."""
+    """Move the finished index to ``out``; an old index there is replaced only now, in one atomic
+    exchange where the OS allows it, so a search opening ``out`` always finds a complete index."""
     if not out.exists():
         os.replace(new, out)
+        return
+    if _exchange(new, out):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old index
         return
     old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     os.replace(out, old)
