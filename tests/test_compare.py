@@ -1,0 +1,89 @@
+"""The comparison machinery on a small synthetic corpus: streaming, building, measuring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lexret.backends.dense import HnswParams
+from lexret.compare import CompareConfig, Corpus, Encoded, build_systems, format_records, plot
+from lexret.measure import SYSTEMS, measure_in_subprocess
+from lexret.synthetic import zipf_batch
+from lexret.trec import read_run
+
+
+def _encoded(n: int, prefix: str, seed: int, dim: int) -> Encoded:
+    dense = np.random.default_rng(seed).standard_normal((n, 32)).astype(np.float32)
+    return Encoded([f"{prefix}{i}" for i in range(n)], zipf_batch(n, dim, 20, seed=seed), dense)
+
+
+@pytest.fixture(scope="module")
+def corpus_setup(tmp_path_factory, vocab):
+    split = _encoded(40, "img", 1, len(vocab))
+    real = _encoded(30, "real", 2, len(vocab))
+    cfg = CompareConfig(sizes=[100], index_threads=1, hnsw=HnswParams(m=8, ef_construction=40, ef_search=32))
+    cache = tmp_path_factory.mktemp("cache")
+    corpus = Corpus(split, real, 100, cfg, cache)
+    return split, real, cfg, cache, corpus
+
+
+def test_corpus_streams_split_then_real_then_synthetic(corpus_setup):
+    split, real, cfg, cache, corpus = corpus_setup
+    chunks = list(corpus.chunks())
+    ids = [i for c in chunks for i in c.ids]
+    assert len(corpus) == len(ids) == 140
+    assert ids[:40] == split.ids and ids[40:70] == real.ids
+    assert all(i.startswith("synthetic-") for i in ids[70:])
+    assert corpus.n_real == 30 and corpus.n_synthetic == 70
+    assert len(set(ids)) == len(ids)
+    # synthetic chunks are cached: a second pass reads the same vectors back
+    again = [i for c in Corpus(split, real, 100, cfg, cache).chunks() for i in c.ids]
+    assert again == ids
+    assert any(p.name.startswith("synthetic-") for p in cache.iterdir())
+
+
+def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
+    split, real, cfg, cache, corpus = corpus_setup
+    built = build_systems(corpus, vocab, "test-model", cfg, tmp_path / "built")
+    assert set(built) == set(SYSTEMS)
+    queries = split.sparse.slice(0, 20).top_k(8)
+    from lexret.vectors import write_vectors
+
+    q_sparse = tmp_path / "q.npz"
+    write_vectors(q_sparse, [f"q{i}" for i in range(20)], queries, vocab, {"model_id": "test-model"})
+    q_dense = tmp_path / "qd.npz"
+    np.savez(q_dense, ids=np.array([f"q{i}" for i in range(20)]), vectors=split.dense[:20])
+    runs = {}
+    for system in SYSTEMS:
+        m, run_file = measure_in_subprocess(
+            system, built[system]["artifact"], q_sparse if system.startswith("sparse") else q_dense, 10,
+            tmp_path / "runs", latency_queries=10,
+        )  # fmt: skip
+        assert m.num_queries == 20 and m.peak_rss_bytes > 0
+        assert 0 < m.latency_ms_p50 <= m.latency_ms_p95 and m.qps_1thread > 0 and m.qps_2threads > 0
+        runs[system] = read_run(run_file)
+    # exactness: Lucene equals the scipy brute force on the same corpus
+    assert runs["sparse-lucene"] == runs["sparse-scipy"]
+    # each query vector is (a pruned copy of) an image in the corpus: it should find that image first
+    assert sum(runs["sparse-lucene"][f"q{i}"][0][0] == f"img{i}" for i in range(20)) >= 18
+    assert all(runs["dense-faiss-flat"][f"q{i}"][0][0] == f"img{i}" for i in range(20))
+
+
+def test_format_and_plot(tmp_path):
+    recs = []
+    for size in (1000, 10000):
+        for system, lat in (("sparse-lucene", 1.0), ("dense-faiss-flat", 4.0)):
+            recs.append({
+                "system": system, "corpus_size": size, "R@1": 10.0, "R@5": 20.0, "R@10": 30.0,
+                "index_bytes": size * (10 if system.startswith("sparse") else 100), "build_s": 1.0,
+                "peak_rss_bytes": 1e8, "latency_ms_mean": lat, "latency_ms_p50": lat, "latency_ms_p95": lat,
+                "qps_1thread": 1000 / lat, "qps_2threads": 2000 / lat, "query_encode_ms": 3.0,
+            })  # fmt: skip
+    text = format_records(recs)
+    assert "throughput (1 thread) 4.00x" in text and "index bytes 0.100x" in text
+    plot(recs, tmp_path)
+    for name in ("latency_vs_size.png", "index_size_vs_size.png", "recall_vs_latency.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    json.dumps(recs)
