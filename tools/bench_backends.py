@@ -2,7 +2,8 @@
 
 For N documents (Zipf-like sparse vectors over the 30,522-term vocabulary, and random 512-d
 dense vectors for FAISS) and Q queries it reports build time, index bytes on disk, latency per
-query at one thread (mean, p50, p95; search only) and throughput at two threads for:
+query at one thread (mean, p50, p95; search only), throughput at one and two threads and the peak
+memory of the search process (each system is measured in a process of its own) for:
 Lucene impact (pyserini), scipy brute force (exact sparse), FAISS IndexFlatIP (512-d).
 
     python tools/bench_backends.py                 # N=100,000, Q=1,000
@@ -18,125 +19,74 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from lexret.backends.dense import FaissBackend
-from lexret.backends.scipy_sparse import ScipySparseBackend
 from lexret.indexer import IndexConfig, Indexer, IndexInfo
-from lexret.quantize import Quantizer
-from lexret.searcher import Searcher
+from lexret.measure import measure_in_subprocess
 from lexret.synthetic import synthetic_ids, zipf_batch
+from lexret.vectors import write_vectors
 from lexret.vocab import default_vocabulary
 
 log = logging.getLogger("bench_backends")
 
 
-def _latencies(fn, n: int) -> np.ndarray:
-    out = np.empty(n)
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        out[i] = time.perf_counter() - t
-    return out * 1000.0
-
-
-def _summary(lat_ms: np.ndarray) -> dict[str, float]:
-    return {
-        "latency_ms_mean": float(lat_ms.mean()),
-        "latency_ms_p50": float(np.percentile(lat_ms, 50)),
-        "latency_ms_p95": float(np.percentile(lat_ms, 95)),
-    }
-
-
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def bench(
     n_docs: int, n_queries: int, doc_terms: int, query_terms: int, k: int, dense_dim: int, work: Path, seed: int = 0
 ) -> dict[str, dict[str, float]]:
+    """Build the three systems over one synthetic collection and measure each in its own process."""
     vocab = default_vocabulary()
     log.info("generating %d documents and %d queries", n_docs, n_queries)
     docs = zipf_batch(n_docs, len(vocab), doc_terms, seed=seed)
     queries = zipf_batch(n_queries, len(vocab), query_terms, seed=seed + 1)
     docids, qids = synthetic_ids(n_docs), synthetic_ids(n_queries, "q")
-    results: dict[str, dict[str, float]] = {}
+    built: dict[str, tuple[Path, float, int]] = {}
 
-    # --- Lucene impact ------------------------------------------------------------------------
-    index_dir = work / "lucene"
     t = time.perf_counter()
-    meta = Indexer(vocab, IndexConfig(threads=2, store_vectors=False)).build(
-        [(docids, docs)], index_dir, IndexInfo("synthetic", "synthetic"), total=n_docs
+    meta = Indexer(vocab, IndexConfig(threads=2)).build(
+        [(docids, docs)], work / "lucene", IndexInfo("synthetic", "synthetic"), total=n_docs
     )
-    build_s = time.perf_counter() - t
-    searcher = Searcher(index_dir, vocab, backend="lucene")
-    qint = searcher.prepare(queries)
-    lucene = searcher._lucene
-    toks = vocab.tokens
-    qdicts = [{toks[j]: int(v) for j, v in zip(*(x.tolist() for x in qint.row(i)))} for i in range(n_queries)]
-    lucene.search(qids, qdicts, k)  # warm-up: JIT compilation and page cache
-    lat = _latencies(lambda i: lucene.search([qids[i]], [qdicts[i]], k, threads=1), n_queries)
-    t = time.perf_counter()
-    lucene.search(qids, qdicts, k, threads=2)
-    qps2 = n_queries / (time.perf_counter() - t)
-    results["sparse-lucene"] = {
-        "build_s": build_s,
-        "index_bytes": meta["index_bytes"],
-        **_summary(lat),
-        "qps_2threads": qps2,
-    }
-    searcher.close()
+    built["sparse-lucene"] = (work / "lucene", time.perf_counter() - t, meta["index_bytes"])
+    # the scipy "index" is the quantized CSR matrix the indexer stored beside Lucene's files
+    csr_bytes = (work / "lucene" / "docvectors.npz").stat().st_size
+    built["sparse-scipy"] = (work / "lucene", meta["write_seconds"], csr_bytes)
+    q_sparse = work / "queries.npz"
+    write_vectors(q_sparse, qids, queries, vocab, {"model_id": "synthetic"})
 
-    # --- scipy brute force --------------------------------------------------------------------
-    t = time.perf_counter()
-    qd = Quantizer()(docs)
-    scipy_backend = ScipySparseBackend(docids, qd)
-    build_s = time.perf_counter() - t
-    npz = work / "scipy.npz"
-    np.savez(npz, indptr=qd.indptr, indices=qd.indices, values=qd.values)
-    lat = _latencies(lambda i: scipy_backend.search([qids[i]], qint.slice(i, i + 1), k), n_queries)
-    t = time.perf_counter()
-    scipy_backend.search(qids, qint, k)  # scipy's sparse product is single-threaded
-    qps2 = n_queries / (time.perf_counter() - t)
-    results["sparse-scipy"] = {
-        "build_s": build_s,
-        "index_bytes": npz.stat().st_size,
-        **_summary(lat),
-        "qps_2threads": qps2,
-    }
-
-    # --- FAISS flat -------------------------------------------------------------------------------
     rng = np.random.default_rng(seed)
     dvec = rng.standard_normal((n_docs, dense_dim), dtype=np.float32)
     qvec = rng.standard_normal((n_queries, dense_dim), dtype=np.float32)
     t = time.perf_counter()
-    faiss_backend = FaissBackend.build(docids, dvec, kind="flat")
+    fb = FaissBackend.build(docids, dvec, kind="flat")
     build_s = time.perf_counter() - t
-    fpath = work / "faiss.index"
-    faiss_backend.save(fpath)
-    FaissBackend.set_threads(1)
-    lat = _latencies(lambda i: faiss_backend.search([qids[i]], qvec[i : i + 1], k), n_queries)
-    FaissBackend.set_threads(2)
-    t = time.perf_counter()
-    faiss_backend.search(qids, qvec, k)
-    qps2 = n_queries / (time.perf_counter() - t)
-    results[f"dense-faiss-flat-{dense_dim}d"] = {
-        "build_s": build_s,
-        "index_bytes": fpath.stat().st_size,
-        **_summary(lat),
-        "qps_2threads": qps2,
-    }
+    (work / "faiss").mkdir()
+    fb.save(work / "faiss" / "faiss.index")
+    (work / "faiss" / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
+    built["dense-faiss-flat"] = (work / "faiss", build_s, (work / "faiss" / "faiss.index").stat().st_size)
+    q_dense = work / "queries-dense.npz"
+    np.savez(q_dense, ids=np.array(qids), vectors=qvec)
+
+    results: dict[str, dict[str, float]] = {}
+    for system, (artifact, build_s, nbytes) in built.items():
+        log.info("measuring %s", system)
+        m, _ = measure_in_subprocess(
+            system, artifact, q_sparse if system.startswith("sparse") else q_dense, k, work / "runs"
+        )
+        name = f"{system}-{dense_dim}d" if system.startswith("dense") else system
+        results[name] = {"build_s": build_s, "index_bytes": nbytes, **asdict(m)}
     return results
 
 
 def format_results(results: dict[str, dict[str, float]]) -> str:
-    cols = ["build_s", "index_bytes", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "qps_2threads"]
+    cols = ["build_s", "index_bytes", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "qps_1thread",
+            "qps_2threads", "peak_rss_bytes"]  # fmt: skip
     width = max(len(r) for r in results) + 2
     lines = ["system".ljust(width) + "".join(c.rjust(17) for c in cols)]
     for name, vals in results.items():
-        cells = [f"{vals[c]:,.0f}" if c == "index_bytes" else f"{vals[c]:.2f}" for c in cols]
+        cells = [f"{vals[c]:,.0f}" if c.endswith("bytes") else f"{vals[c]:.2f}" for c in cols]
         lines.append(name.ljust(width) + "".join(x.rjust(17) for x in cells))
     return "\n".join(lines)
 
