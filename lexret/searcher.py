@@ -8,7 +8,7 @@ JVM heap (which holds every hit of a batch) stays bounded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,6 +101,23 @@ class Searcher:
         progress: bool = True,
     ) -> Run:
         """Top-``k`` documents per query, as ``{qid: [(docid, score), ...]}`` best first."""
+        run: Run = {}
+        for chunk in self.iter_search(qids, queries, k, threads=threads, chunk_size=chunk_size, progress=progress):
+            run.update(chunk)
+        return run
+
+    def iter_search(
+        self,
+        qids: Sequence[str],
+        queries: SparseBatch,
+        k: int = 10,
+        *,
+        threads: int = 1,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: bool = True,
+    ) -> Iterator[Run]:
+        """Like :meth:`search`, one chunk of queries at a time: memory (the JVM heap and Python's)
+        holds one chunk's hits, whatever the number of queries and k."""
         if len(qids) != len(queries):
             raise LexretError(f"{len(qids)} query ids for {len(queries)} query vectors")
         if k < 1:
@@ -108,22 +125,22 @@ class Searcher:
         if len(set(qids)) != len(qids):
             raise LexretError("query ids must be unique")
         q = self.prepare(queries)
-        run: Run = {}
         toks = self.vocab.tokens
-        bar = tqdm(total=len(qids), desc=f"search ({self.backend_name})", unit="q", disable=None if progress else True)
-        for a in range(0, len(qids), chunk_size):
-            chunk_ids = list(qids[a : a + chunk_size])
-            chunk = q.slice(a, a + chunk_size)
-            if self.backend_name == "lucene":
-                dicts = [
-                    {toks[j]: int(v) for j, v in zip(*(x.tolist() for x in chunk.row(i)))} for i in range(len(chunk))
-                ]
-                run.update(self._lucene.search(chunk_ids, dicts, k, threads=threads))
-            else:
-                run.update(self._scipy.search(chunk_ids, chunk, k))
-            bar.update(len(chunk_ids))
-        bar.close()
-        return run
+        with tqdm(
+            total=len(qids), desc=f"search ({self.backend_name})", unit="q", disable=None if progress else True
+        ) as bar:
+            for a in range(0, len(qids), chunk_size):
+                chunk_ids = list(qids[a : a + chunk_size])
+                chunk = q.slice(a, a + chunk_size)
+                if self.backend_name == "lucene":
+                    dicts = [
+                        {toks[j]: int(v) for j, v in zip(*(x.tolist() for x in chunk.row(i)))}
+                        for i in range(len(chunk))
+                    ]
+                    yield self._lucene.search(chunk_ids, dicts, k, threads=threads)
+                else:
+                    yield self._scipy.search(chunk_ids, chunk, k)
+                bar.update(len(chunk_ids))
 
     def close(self) -> None:
         if self.backend_name == "lucene":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from lexret.errors import InputError
@@ -21,12 +21,25 @@ def _check_token(value: str, what: str) -> None:
 
 def write_run(path: str | Path, run: Mapping[str, Sequence[tuple[str, float]]], tag: str = "lexret") -> None:
     """Write ``run`` atomically (temporary file, then rename); queries in insertion order."""
+    write_run_chunks(path, [run], tag)
+
+
+def write_run_chunks(
+    path: str | Path, chunks: Iterable[Mapping[str, Sequence[tuple[str, float]]]], tag: str = "lexret"
+) -> int:
+    """Write a run that arrives chunk by chunk (memory stays bounded by one chunk); returns the
+    number of queries. The file appears under ``path`` only once complete."""
     _check_token(tag, "run tag")
+    n = 0
     with atomic_write(path) as f:
-        for qid, hits in run.items():
-            _check_token(qid, "query id")
-            for rank, (docid, score) in enumerate(hits, start=1):
-                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+        for chunk in chunks:
+            for qid, hits in chunk.items():
+                _check_token(qid, "query id")
+                f.writelines(
+                    f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n" for rank, (docid, score) in enumerate(hits, start=1)
+                )
+                n += 1
+    return n
 
 
 def read_run(path: str | Path) -> Run:

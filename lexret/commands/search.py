@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from lexret.errors import LexretError
     from lexret.index_meta import QuerySpec
     from lexret.searcher import Searcher
-    from lexret.trec import write_run
+    from lexret.trec import write_run_chunks
     from lexret.vectors import read_vectors
     from lexret.vocab import load_vocabulary
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
     with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap) as searcher:
-        run_ = searcher.search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
-    write_run(args.out, run_, tag=args.tag)
-    log.info("wrote %s: %d queries, k=%d", args.out, len(run_), args.k)
+        chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
+        n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
+    log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
     return 0
