@@ -68,7 +68,8 @@ def test_scipy_backend_matches_naive_reference_with_many_ties(k: int) -> None:
     rows = [(rng.choice(dim, rng.integers(0, 4), replace=False), rng.integers(1, 3, 4)) for _ in range(n)]
     docs = SparseBatch.from_rows([(i, v[: i.size]) for i, v in rows], dim, dtype=np.int32)
     ids = [f"{rng.choice(['a', 'B', 'c-'])}{j}" for j in rng.permutation(n)]
-    queries = SparseBatch.from_rows([(rng.choice(dim, 2, replace=False), rng.integers(1, 3, 2)) for _ in range(30)], dim)
+    qrows = [(rng.choice(dim, 2, replace=False), rng.integers(1, 3, 2)) for _ in range(30)]
+    queries = SparseBatch.from_rows(qrows, dim)
     qids = [f"q{i}" for i in range(30)]
     want = naive_search(qids, queries, ids, docs, k)
     got = ScipySparseBackend(ids, docs).search(qids, queries, k, chunk_size=7)
@@ -137,9 +138,8 @@ def test_searcher_scipy_backend_uses_the_indexed_vectors(zipf_index, zipf_querie
     path, _, _, _ = zipf_index
     qids, queries = zipf_queries
     s = Searcher(path, vocab, backend="scipy")
-    assert_same_runs(s.search(qids[:60], queries.slice(0, 60), 100, progress=False), {
-        q: zipf_reference[100][q] for q in qids[:60]
-    })  # fmt: skip
+    got = s.search(qids[:60], queries.slice(0, 60), 100, progress=False)
+    assert_same_runs(got, {q: zipf_reference[100][q] for q in qids[:60]})
 
 
 # ----- frequent ties: scale 1, a few small integer weights over few terms ----------------------
@@ -164,7 +164,8 @@ def tie_index(tmp_path_factory: pytest.TempPathFactory, vocab: Vocabulary):
     docs = SparseBatch.from_rows(rows, len(vocab))
     out = tmp_path_factory.mktemp("ties") / "ties"
     config = IndexConfig(scale=1.0, threads=2)
-    meta = Indexer(vocab, config).build([(ids[:1500], docs.slice(0, 1500)), (ids[1500:], docs.slice(1500, len(ids)))], out)
+    chunks = [(ids[:1500], docs.slice(0, 1500)), (ids[1500:], docs.slice(1500, len(ids)))]
+    meta = Indexer(vocab, config).build(chunks, out)
     qrows = [(rng.choice(terms, rng.integers(1, 4), replace=False), rng.integers(1, 3, 3)) for _ in range(200)]
     queries = SparseBatch.from_rows([(t, w[: t.size]) for t, w in qrows], len(vocab), dtype=np.int32)
     return out, ids, docs, meta, synthetic_ids(200, "tq"), queries
