@@ -1,0 +1,53 @@
+"""``lexret train``: train the sparse model or the dense baseline from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train the sparse lexicon model or the dense baseline",
+        description="Train on cached frozen-backbone features (cached once under the output folder); "
+        "select the best epoch on val RSUM; write a checkpoint folder.",
+    )
+    p.add_argument("--config", required=True, help="YAML config (kind: sparse|dense), e.g. configs/sparse.yaml")
+    p.add_argument("--data", default=None, help="captions JSONL with train/val splits (overrides the config)")
+    p.add_argument("--out", default=None, help="checkpoint folder (default: runs/<config name>)")
+    p.add_argument("--cache-dir", default=None, help="backbone feature cache (default: <out>/../.feature-cache)")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: config, 2)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from lexret.training.config import TrainConfig
+    from lexret.training.train import train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    over = {}
+    if args.data:
+        over["data"] = args.data
+    if args.cache_dir:
+        over["cache_dir"] = args.cache_dir
+    if args.epochs is not None:
+        over["epochs"] = args.epochs
+    if args.threads is not None:
+        over["threads"] = args.threads
+    cfg = cfg.replace(**over)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    metrics = train(cfg, out)
+    val = metrics["val"]
+    print(
+        f"{cfg.model_id}: val RSUM {val['rsum']:.1f} (best epoch {metrics['best_epoch']}, "
+        f"{metrics['train_minutes']:.1f} min); checkpoint in {out}"
+    )
+    return 0

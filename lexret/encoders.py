@@ -1,0 +1,200 @@
+"""Encoders from raw images and text to vectors, with the shipped checkpoints loaded by default.
+
+>>> enc = SparseEncoder.from_pretrained()          # lexret/checkpoints/sparse
+>>> docs = enc.encode_images(["a.jpg", "b.jpg"])   # SparseBatch, top-64 terms per image
+>>> qs = enc.encode_texts(["a dog on the beach"])  # SparseBatch, top-32 terms per text
+>>> enc.decode(qs, top=5)
+
+The backbones (EfficientNet-Lite0, all-MiniLM-L6-v2) are frozen and loaded lazily; their outputs
+are rounded to float16 exactly as the training-time feature cache stores them, so encoding raw
+inputs gives the vectors the heads were trained and selected on. No pyserini/faiss import here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lexret.errors import LexretError
+from lexret.types import SparseBatch
+from lexret.vocab import Vocabulary, default_vocabulary
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+
+
+def shipped_checkpoint(kind: str) -> Path:
+    p = CHECKPOINTS / kind
+    if not (p / "config.json").is_file():
+        raise LexretError(f"the shipped {kind} checkpoint is missing from {p}; pass --model PATH")
+    return p
+
+
+def _set_threads() -> None:
+    import torch
+
+    n = int(os.environ.get("LEXRET_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _batches(n: int, bs: int, progress: bool, desc: str):
+    from tqdm import tqdm
+
+    starts = range(0, n, max(1, bs))
+    return tqdm(starts, desc=desc, unit="batch", disable=not progress or n <= bs)
+
+
+class _Base:
+    kind = ""
+
+    def __init__(self, path: Path) -> None:
+        from lexret.model.checkpoint import load_model
+
+        _set_threads()
+        self.path = Path(path)
+        self.model, self.config = load_model(self.path)
+        self.model_id: str = self.config.get("model_id") or (self.path / "model_id").read_text().strip()
+        if self.config["kind"] != self.kind:
+            raise LexretError(f"{self.path} holds a {self.config['kind']} model, not a {self.kind} one")
+        self._text = None
+        self._image = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None):
+        """Load a checkpoint folder (``None``: the one shipped with lexret)."""
+        return cls(shipped_checkpoint(cls.kind) if path is None else Path(path))
+
+    @property
+    def text_backbone(self):
+        if self._text is None:
+            from lexret.model.backbones import TextBackbone
+
+            self._text = TextBackbone()
+        return self._text
+
+    @property
+    def image_backbone(self):
+        if self._image is None:
+            from lexret.model.backbones import ImageBackbone
+
+            self._image = ImageBackbone()
+        return self._image
+
+    def _text_features(self, texts: Sequence[str]):
+        import torch
+
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise LexretError(f"text {i} is empty; every text needs at least one word")
+        states, _, mask = self.text_backbone(list(texts))
+        return states.to(torch.float16).float(), mask
+
+    def _image_features(self, images: Sequence[Any]):
+        import torch
+
+        from lexret.model.backbones import pixels_from_images
+
+        return self.image_backbone(pixels_from_images(list(images))).to(torch.float16).float()
+
+    def metadata(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "kind": self.kind, "checkpoint": str(self.path)}
+
+
+class SparseEncoder(_Base):
+    """Sparse lexical vectors over the 30,522 bert-base-uncased wordpieces."""
+
+    kind = "sparse"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.vocab: Vocabulary = default_vocabulary()
+        want = (self.path / "vocab_hash").read_text().strip() if (self.path / "vocab_hash").is_file() else None
+        if want and want != self.vocab.hash:
+            raise LexretError(f"{self.path} was trained with vocabulary {want}, this install has {self.vocab.hash}")
+        self.top_k_query: int = int(self.config.get("top_k_text", 32))
+        self.top_k_doc: int = int(self.config.get("top_k_image", 64))
+        self._active = self.model.active.numpy()
+
+    def _to_batch(self, vecs: np.ndarray, k: int) -> SparseBatch:
+        rows = []
+        for v in vecs:
+            nz = np.nonzero(v > 0)[0]
+            if k and nz.size > k:
+                nz = nz[np.argsort(-v[nz], kind="stable")[:k]]
+            rows.append((self._active[nz], v[nz]))
+        return SparseBatch.from_rows(rows, len(self.vocab))
+
+    def encode_texts(
+        self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, top_k: int | None = None
+    ) -> SparseBatch:
+        """Texts -> float32 SparseBatch, each row pruned to its ``top_k`` (default ``top_k_query``) terms."""
+        import torch
+
+        k = self.top_k_query if top_k is None else top_k
+        parts = [SparseBatch.empty(0, len(self.vocab))]
+        with torch.inference_mode():
+            for a in _batches(len(texts), batch_size, progress, "encoding texts"):
+                states, mask = self._text_features(texts[a : a + batch_size])
+                parts.append(self._to_batch(self.model.encode_text_states(states, mask)[0].numpy(), k))
+        return SparseBatch.concat(parts)
+
+    def encode_images(
+        self, images: Sequence[Any], batch_size: int = 32, progress: bool = False, top_k: int | None = None
+    ) -> SparseBatch:
+        """Image paths or PIL images -> float32 SparseBatch pruned to ``top_k`` (default ``top_k_doc``)."""
+        import torch
+
+        k = self.top_k_doc if top_k is None else top_k
+        parts = [SparseBatch.empty(0, len(self.vocab))]
+        with torch.inference_mode():
+            for a in _batches(len(images), batch_size, progress, "encoding images"):
+                feats = self._image_features(images[a : a + batch_size])
+                parts.append(self._to_batch(self.model.encode_patches(feats)[0].numpy(), k))
+        return SparseBatch.concat(parts)
+
+    def decode(self, batch: SparseBatch, top: int = 20) -> list[list[tuple[str, float]]]:
+        """The ``top`` heaviest ``(term, weight)`` pairs of each row, heaviest first."""
+        out = []
+        toks = self.vocab.tokens
+        for i in range(len(batch)):
+            idx, val = batch.row(i)
+            order = np.argsort(-val, kind="stable")[:top]
+            out.append([(toks[int(idx[j])], float(val[j])) for j in order])
+        return out
+
+
+class DenseEncoder(_Base):
+    """Dense CLIP-style baseline: float32 L2-normalised vectors of ``dim`` dimensions."""
+
+    kind = "dense"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.dim: int = int(self.model.cfg.dim)
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        import torch
+
+        parts = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for a in _batches(len(texts), batch_size, progress, "encoding texts"):
+                states, mask = self._text_features(texts[a : a + batch_size])
+                parts.append(self.model.encode_text_states(states, mask).numpy().astype(np.float32))
+        return np.concatenate(parts)
+
+    def encode_images(self, images: Sequence[Any], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        import torch
+
+        parts = [np.zeros((0, self.dim), np.float32)]
+        with torch.inference_mode():
+            for a in _batches(len(images), batch_size, progress, "encoding images"):
+                feats = self._image_features(images[a : a + batch_size])
+                parts.append(self.model.encode_patches(feats).numpy().astype(np.float32))
+        return np.concatenate(parts)

@@ -1,0 +1,1 @@
+"""Model heads on frozen backbones: the sparse lexicon model and the dense baseline."""

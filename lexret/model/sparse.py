@@ -1,0 +1,200 @@
+"""The learned sparse lexicon model (LexLIP-style) on frozen Lite0 / MiniLM features.
+
+* Text: MiniLM token states -> lexical head (dense, GELU, LayerNorm; decoder tied to MiniLM's
+  word-embedding matrix E plus a bias) -> per-token term logits -> log(1 + relu) -> max over
+  tokens (padding masked).
+* Image: Lite0 patch states (49 x 1280) -> projection to 384 (+ positions) -> small transformer ->
+  its own lexical head (initialised as a copy of the text head) -> log(1 + relu) -> max over patches.
+* Lexicon bottleneck: softmax(max-pooled logits) @ E (E detached) replaces the first input of a weak
+  2-layer decoder that reconstructs a masked caption.
+
+The heads emit only the ``active`` terms (content wordpieces seen in training captions; stopwords,
+punctuation and special tokens are never emitted); vectors live in the full 30,522-term space.
+E is never stored in a checkpoint: it is read from the MiniLM weights package.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class SparseModelConfig:
+    hidden: int = 384
+    image_in: int = 1280
+    n_patches: int = 49
+    image_layers: int = 2
+    image_heads: int = 6
+    image_ff: int = 1024
+    decoder_layers: int = 2
+    decoder_heads: int = 6
+    decoder_ff: int = 768
+    max_len: int = 48
+    dropout: float = 0.1
+    init_temperature: float = 0.05
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LexicalHead(nn.Module):
+    """transform (dense, GELU, LayerNorm) then tied decoder ``z @ E[active].T + bias``."""
+
+    def __init__(self, hidden: int, n_terms: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.bias = nn.Parameter(torch.zeros(n_terms))
+
+    def transform(self, h: torch.Tensor) -> torch.Tensor:
+        return self.norm(F.gelu(self.dense(h)))
+
+    def forward(self, h: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+        return self.transform(h) @ E.T + self.bias
+
+
+class _MaxTiedLogits(torch.autograd.Function):
+    """``max_t (z[b, t] @ E.T + bias)`` over tokens, without materialising the ``(B, T, V)`` logits
+    gradient: only the arg-max token of each (item, term) receives gradient, so the backward pass is
+    a sparse ``(B*T, V) @ (V, d)`` product instead of a dense one (about half the cost of a step)."""
+
+    @staticmethod
+    def forward(ctx, z, E, bias, mask, chunk):
+        B, T, d = z.shape
+        V = E.shape[0]
+        vals = z.new_empty((B, V))
+        arg = torch.empty((B, V), dtype=torch.long)
+        pad = None if mask is None else ~mask.bool().unsqueeze(-1)
+        for a in range(0, V, chunk):
+            lg = torch.matmul(z, E[a : a + chunk].T)
+            if pad is not None:
+                lg.masked_fill_(pad, float("-inf"))
+            m, i = lg.max(dim=1)
+            vals[:, a : a + chunk] = m + bias[a : a + chunk]
+            arg[:, a : a + chunk] = i
+        ctx.save_for_backward(arg, E)
+        ctx.shape = (B, T, d)
+        return vals
+
+    @staticmethod
+    def backward(ctx, g):
+        arg, E = ctx.saved_tensors
+        B, T, d = ctx.shape
+        V = E.shape[0]
+        rows = (arg + torch.arange(B).unsqueeze(1) * T).reshape(-1)
+        cols = torch.arange(V).repeat(B)
+        S = torch.sparse_coo_tensor(
+            torch.stack([rows, cols]), g.reshape(-1), (B * T, V), check_invariants=False
+        ).coalesce()
+        gz = torch.sparse.mm(S, E).reshape(B, T, d)
+        return gz, None, g.sum(0), None, None
+
+
+def max_tied_logits(
+    z: torch.Tensor, E: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, chunk: int = 2048
+) -> torch.Tensor:
+    """Max over tokens of the tied-decoder logits; ``mask (B, T)`` 1 = real token (padding never wins)."""
+    return _MaxTiedLogits.apply(z, E, bias, mask, chunk)
+
+
+def pool(logits: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, T, V)`` logits -> (max over T of log(1 + relu), max over T of raw logits); ``mask``
+    ``(B, T)`` is 1 for real tokens, 0 for padding (padding never wins the max)."""
+    if mask is not None:
+        logits = logits.masked_fill(~mask.bool().unsqueeze(-1), -1e4)
+    mx = logits.max(dim=1).values
+    return torch.log1p(torch.relu(mx)), mx
+
+
+class WeakDecoder(nn.Module):
+    """Two small transformer layers that reconstruct masked captions from a bottleneck vector."""
+
+    def __init__(self, cfg: SparseModelConfig, n_terms: int) -> None:
+        super().__init__()
+        d = cfg.hidden
+        self.pos = nn.Parameter(torch.zeros(cfg.max_len, d))
+        nn.init.normal_(self.pos, std=0.02)
+        self.in_norm = nn.LayerNorm(d)
+        self.bottleneck_proj = nn.Linear(d, d)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.decoder_heads, cfg.decoder_ff, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(layer, cfg.decoder_layers, enable_nested_tensor=False)
+        self.out = LexicalHead(d, n_terms)
+
+    def forward(self, bottleneck: torch.Tensor, tok_emb: torch.Tensor, pad_mask: torch.Tensor, E: torch.Tensor):
+        """``bottleneck (B, d)``; ``tok_emb (B, L, d)`` embeddings of the masked caption (position 0
+        is replaced by the bottleneck); ``pad_mask (B, L)`` 1 = real token. Returns ``(B, L, V)``."""
+        x = torch.cat([self.bottleneck_proj(bottleneck).unsqueeze(1), tok_emb[:, 1:]], dim=1)
+        x = self.in_norm(x + self.pos[: x.shape[1]])
+        x = self.layers(x, src_key_padding_mask=~pad_mask.bool())
+        return self.out(x, E)
+
+
+class SparseLexModel(nn.Module):
+    """Heads of the sparse model. ``E`` (buffer, not saved) is MiniLM's word-embedding matrix."""
+
+    def __init__(self, cfg: SparseModelConfig, E: torch.Tensor, active: torch.Tensor) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("active", active.long().clone(), persistent=True)
+        self.register_buffer("E_full", E.detach().float(), persistent=False)
+        self.register_buffer("E_active", E.detach().float()[self.active].contiguous(), persistent=False)
+        n = int(self.active.numel())
+        d = cfg.hidden
+        self.text_head = LexicalHead(d, n)
+        self.image_proj = nn.Linear(cfg.image_in, d)
+        self.image_pos = nn.Parameter(torch.zeros(cfg.n_patches, d))
+        nn.init.normal_(self.image_pos, std=0.02)
+        self.image_in_norm = nn.LayerNorm(d)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.image_heads, cfg.image_ff, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.image_encoder = nn.TransformerEncoder(layer, cfg.image_layers, enable_nested_tensor=False)
+        self.image_out_norm = nn.LayerNorm(d)
+        self.image_head = copy.deepcopy(self.text_head)
+        self.decoder = WeakDecoder(cfg, n)
+        self.log_inv_temp = nn.Parameter(torch.tensor(float(-torch.log(torch.tensor(cfg.init_temperature)))))
+
+    @property
+    def n_terms(self) -> int:
+        return int(self.active.numel())
+
+    def init_image_head_from_text(self) -> None:
+        self.image_head.load_state_dict(self.text_head.state_dict())
+
+    # ----- logits over the active terms -----------------------------------------------------------
+
+    def text_logits(self, states: torch.Tensor) -> torch.Tensor:
+        return self.text_head(states, self.E_active)
+
+    def image_states(self, patches: torch.Tensor) -> torch.Tensor:
+        x = self.image_in_norm(self.image_proj(patches) + self.image_pos)
+        return self.image_out_norm(self.image_encoder(x))
+
+    def image_logits(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.image_head(self.image_states(patches), self.E_active)
+
+    # ----- pooled vectors (B, n_terms) -------------------------------------------------------------
+
+    def encode_text_states(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vector, max-pooled logits)``: ``vector = log(1 + relu(max_t logits))``, padding masked."""
+        z = self.text_head.transform(states)
+        mx = max_tied_logits(z, self.E_active, self.text_head.bias, mask)
+        return torch.log1p(torch.relu(mx)), mx
+
+    def encode_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.image_head.transform(self.image_states(patches))
+        mx = max_tied_logits(z, self.E_active, self.image_head.bias, None)
+        return torch.log1p(torch.relu(mx)), mx
+
+    def bottleneck(self, pooled_logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(pooled_logits, dim=-1) @ self.E_active
+
+    def temperature(self) -> torch.Tensor:
+        return torch.exp(-self.log_inv_temp.clamp(0.0, 4.6))

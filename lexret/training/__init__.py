@@ -1,0 +1,1 @@
+"""Training: feature cache, configs, losses, loop and val metrics."""

@@ -1,0 +1,100 @@
+"""Training configuration: dataclass defaults overridden by a YAML file (``kind: sparse|dense``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lexret.errors import LexretError
+
+DEFAULT_DATA = "/work/shared/flickr8k/captions.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    kind: str = "sparse"
+    name: str = ""
+    model_id: str = ""
+    data: str = DEFAULT_DATA
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_dir: str = ""  # default: <out>/../.feature-cache
+    seed: int = 0
+    threads: int = 2
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    max_minutes: float = 60.0
+    eval_every: int = 1  # epochs
+    limit_items: int = 0  # 0 = all (tests use a few)
+    # ---- sparse losses
+    w_contrastive: float = 1.0
+    w_mlm: float = 0.5
+    w_bottleneck_i2t: float = 0.5
+    w_bottleneck_t2t: float = 0.5
+    w_flops_image: float = 1.0
+    w_flops_text: float = 1.0
+    flops_warmup_steps: int = 300
+    flops_on_normalized: bool = True
+    bottleneck: bool = True
+    decoder_mask_prob: float = 0.6
+    mlm_batch: int = 128
+    train_top_k_image: int = 0  # 0 = no top-k in training
+    train_top_k_text: int = 0
+    top_k_image: int = 64
+    top_k_text: int = 32
+    min_term_count: int = 1
+    # ---- model
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise LexretError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        cfg = cls()
+        for f in fields(cls):
+            if f.name in d:
+                val = d[f.name]
+                default = getattr(cfg, f.name)
+                if isinstance(default, bool) and not isinstance(val, bool):
+                    raise LexretError(f"{where}: {f.name} must be true/false, got {val!r}")
+                if isinstance(default, int | float) and not isinstance(default, bool):
+                    if not isinstance(val, int | float) or isinstance(val, bool):
+                        raise LexretError(f"{where}: {f.name} must be a number, got {val!r}")
+                    val = type(default)(val)
+                setattr(cfg, f.name, val)
+        if cfg.kind not in ("sparse", "dense"):
+            raise LexretError(f"{where}: kind must be 'sparse' or 'dense', got {cfg.kind!r}")
+        if not cfg.model_id:
+            cfg.model_id = f"lexret-{cfg.kind}-lite0-minilm-v1"
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise LexretError(f"config file {p} not found")
+        try:
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise LexretError(f"{p}: not valid YAML ({e})") from None
+        if not isinstance(d, dict):
+            raise LexretError(f"{p}: a config must be a mapping of option: value")
+        cfg = cls.from_dict(d, str(p))
+        if not cfg.name:
+            cfg.name = p.stem
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **kw: Any) -> TrainConfig:
+        return dataclasses.replace(self, **kw)

@@ -1,0 +1,374 @@
+"""Training of the sparse lexicon model and the dense baseline on cached backbone features."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lexret.data import load_captions
+from lexret.errors import LexretError
+from lexret.model.backbones import word_embeddings
+from lexret.model.dense import DenseModel, DenseModelConfig, mean_pool
+from lexret.model.sparse import SparseLexModel, SparseModelConfig
+from lexret.model.terms import active_terms, content_mask
+from lexret.training.cache import FeatureCache, build_cache
+from lexret.training.config import TrainConfig
+from lexret.training.evaluate import prune_top_k, retrieval_metrics, term_precision, top_terms
+from lexret.vocab import default_vocabulary
+
+log = logging.getLogger(__name__)
+
+MASK_ID = 103
+
+
+@dataclass
+class Data:
+    cache: FeatureCache
+    n_train: int
+    n_val: int
+
+    def captions_of(self, items: np.ndarray) -> list[np.ndarray]:
+        return [self.cap_index[i] for i in items]
+
+    def __post_init__(self) -> None:
+        owner = self.cache.caption_owner
+        self.cap_index = [[] for _ in range(self.n_train + self.n_val)]
+        for c, o in enumerate(owner.tolist()):
+            self.cap_index[o].append(c)
+        self.cap_index = [np.array(x) for x in self.cap_index]
+        self.val_caps = np.nonzero(owner >= self.n_train)[0]
+        self.val_owner = owner[self.val_caps] - self.n_train
+        mlm_owner = owner[self.cache.mlm_caption]
+        self.mlm_train = np.nonzero(mlm_owner < self.n_train)[0]
+
+
+def prepare_data(cfg: TrainConfig, out: Path) -> Data:
+    train = load_captions(cfg.data, split=cfg.train_split)
+    val = load_captions(cfg.data, split=cfg.val_split)
+    tr, va = train.items, val.items
+    if cfg.limit_items:
+        tr, va = tr[: cfg.limit_items], va[: max(2, cfg.limit_items // 4)]
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".feature-cache"
+    cache = build_cache(tr + va, cache_root).load_to_memory()
+    return Data(cache, len(tr), len(va))
+
+
+def _batches(n: int, bs: int, rng: np.random.Generator, drop_last: bool = True):
+    perm = rng.permutation(n)
+    stop = n - bs + 1 if drop_last and n >= bs else n
+    for a in range(0, max(stop, 1), bs):
+        yield perm[a : a + bs]
+
+
+def _text_batch(cache: FeatureCache, caps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids = cache.text_ids[caps]
+    L = int((ids > 0).sum(1).max())
+    states = torch.from_numpy(np.asarray(cache.text_states[caps][:, :L], dtype=np.float32))
+    ids_t = torch.from_numpy(ids[:, :L].astype(np.int64))
+    return states, ids_t, ids_t > 0
+
+
+def _lr_lambda(cfg: TrainConfig, total: int):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    return f
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
+    logits = a @ b.T / temp
+    tgt = torch.arange(a.shape[0])
+    return 0.5 * (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt))
+
+
+def flops(v: torch.Tensor) -> torch.Tensor:
+    return (v.abs().mean(0) ** 2).sum()
+
+
+def topk_mask(v: torch.Tensor, k: int) -> torch.Tensor:
+    if k <= 0 or k >= v.shape[1]:
+        return v
+    thr = v.topk(k, dim=1).values[:, -1:]
+    return v * (v >= thr)
+
+
+# ------------------------------------------------------------------------------------------------
+# sparse
+
+
+class SparseTrainer:
+    def __init__(self, cfg: TrainConfig, data: Data) -> None:
+        self.cfg, self.data = cfg, data
+        vocab = default_vocabulary()
+        c = data.cache
+        train_caps = np.concatenate(data.captions_of(np.arange(data.n_train)))
+        active = active_terms([c.text_ids[train_caps]], vocab.tokens, cfg.min_term_count)
+        log.info("sparse model emits %d active terms (content wordpieces of training captions)", active.size)
+        self.model = SparseLexModel(SparseModelConfig(**cfg.model), word_embeddings(), torch.from_numpy(active))
+        self.to_active = torch.full((len(vocab),), -100, dtype=torch.long)
+        self.to_active[self.model.active] = torch.arange(active.size)
+        self.content = content_mask(vocab.tokens)
+
+    # ---- losses
+    def decoder_loss(self, bott: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generator):
+        m = self.model
+        lab = self.to_active[ids]
+        cand = (lab >= 0) & mask
+        cand[:, 0] = False
+        sel = cand & (torch.rand(ids.shape, generator=gen) < self.cfg.decoder_mask_prob)
+        # at least one masked token per row where possible
+        none = ~sel.any(1) & cand.any(1)
+        if none.any():
+            first = cand.float().argmax(1)
+            sel[none, first[none]] = True
+        if not sel.any():
+            return bott.sum() * 0
+        inp = ids.masked_fill(sel, MASK_ID)
+        emb = m.E_full[inp]
+        x = torch.cat([m.decoder.bottleneck_proj(bott).unsqueeze(1), emb[:, 1:]], dim=1)
+        x = m.decoder.in_norm(x + m.decoder.pos[: x.shape[1]])
+        x = m.decoder.layers(x, src_key_padding_mask=~mask)
+        logits = m.decoder.out(x[sel], m.E_active)
+        return F.cross_entropy(logits, lab[sel])
+
+    def mlm_loss(self, rng: np.random.Generator) -> torch.Tensor:
+        c = self.data.cache
+        rows = rng.choice(self.data.mlm_train, size=min(self.cfg.mlm_batch, self.data.mlm_train.size), replace=False)
+        lab = torch.from_numpy(c.mlm_labels[rows].astype(np.int64))
+        sel = lab >= 0
+        lab_a = self.to_active[lab.clamp_min(0)]
+        sel = sel & (lab_a >= 0)
+        if not sel.any():
+            return torch.zeros(())
+        st = torch.from_numpy(np.asarray(c.mlm_states[rows], dtype=np.float32))
+        logits = self.model.text_logits(st[sel])
+        return F.cross_entropy(logits, lab_a[sel])
+
+    def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
+        cfg, m, c = self.cfg, self.model, self.data.cache
+        caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
+        patches = torch.from_numpy(np.asarray(c.images[np.sort(bi)], dtype=np.float32))
+        order = np.argsort(np.argsort(bi))
+        patches = patches[torch.from_numpy(order)]
+        states, ids, mask = _text_batch(c, caps)
+        iv, imx = m.encode_patches(patches)
+        tv, tmx = m.encode_text_states(states, mask)
+        ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
+        ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)
+        losses = {"contrastive": info_nce(ivn, tvn, m.temperature())}
+        ramp = min(1.0, (step / max(1, cfg.flops_warmup_steps))) ** 2
+        fi = flops(ivn if cfg.flops_on_normalized else iv)
+        ft = flops(tvn if cfg.flops_on_normalized else tv)
+        losses["flops_image"], losses["flops_text"] = fi, ft
+        total = cfg.w_contrastive * losses["contrastive"] + ramp * (cfg.w_flops_image * fi + cfg.w_flops_text * ft)
+        if cfg.w_mlm > 0:
+            losses["mlm"] = self.mlm_loss(rng)
+            total = total + cfg.w_mlm * losses["mlm"]
+        if cfg.bottleneck:
+            losses["bn_i2t"] = self.decoder_loss(m.bottleneck(imx), ids, mask, gen)
+            losses["bn_t2t"] = self.decoder_loss(m.bottleneck(tmx), ids, mask, gen)
+            total = total + cfg.w_bottleneck_i2t * losses["bn_i2t"] + cfg.w_bottleneck_t2t * losses["bn_t2t"]
+        losses["total"] = total
+        losses["nnz_image"] = (iv > 0).float().sum(1).mean()
+        losses["nnz_text"] = (tv > 0).float().sum(1).mean()
+        return losses
+
+    # ---- eval
+    @torch.no_grad()
+    def encode_val(self, bs: int = 250) -> tuple[np.ndarray, np.ndarray]:
+        m, d, c = self.model, self.data, self.data.cache
+        m.eval()
+        imgs = []
+        for a in range(d.n_train, d.n_train + d.n_val, bs):
+            p = torch.from_numpy(np.asarray(c.images[a : min(a + bs, d.n_train + d.n_val)], dtype=np.float32))
+            imgs.append(m.encode_patches(p)[0].numpy())
+        txts = []
+        for a in range(0, d.val_caps.size, bs):
+            st, _, mask = _text_batch(c, d.val_caps[a : a + bs])
+            txts.append(m.encode_text_states(st, mask)[0].numpy())
+        m.train()
+        return np.concatenate(imgs), np.concatenate(txts)
+
+    def evaluate(self, k_img: int | None = None, k_txt: int | None = None) -> dict:
+        cfg, d, c = self.cfg, self.data, self.data.cache
+        k_img = cfg.top_k_image if k_img is None else k_img
+        k_txt = cfg.top_k_text if k_txt is None else k_txt
+        iv, tv = self.encode_val()
+        ivk, tvk = prune_top_k(iv, k_img), prune_top_k(tv, k_txt)
+        res = retrieval_metrics(ivk, tvk, d.val_owner)
+        res["rsum_full"] = retrieval_metrics(iv, tv, d.val_owner)["rsum"]
+        res["terms_per_image"] = float((ivk > 0).sum(1).mean())
+        res["terms_per_caption"] = float((tvk > 0).sum(1).mean())
+        res["terms_per_image_full"] = float((iv > 0).sum(1).mean())
+        res["terms_per_caption_full"] = float((tv > 0).sum(1).mean())
+        active = self.model.active.numpy()
+        img_terms = [[int(active[t]) for t in row] for row in top_terms(ivk, 10)]
+        cap_terms = []
+        for i in range(d.n_val):
+            ids = c.text_ids[d.cap_index[d.n_train + i]]
+            cap_terms.append(set(ids[ids > 0].tolist()))
+        res["term_precision@10"] = term_precision(img_terms, cap_terms, self.content, 10)
+        return res
+
+
+# ------------------------------------------------------------------------------------------------
+# dense
+
+
+class DenseTrainer:
+    def __init__(self, cfg: TrainConfig, data: Data) -> None:
+        self.cfg, self.data = cfg, data
+        self.model = DenseModel(DenseModelConfig(**cfg.model))
+        c = data.cache
+        n = data.n_train + data.n_val
+        self.img_pooled = np.zeros((n, c.images.shape[2]), dtype=np.float32)
+        for a in range(0, n, 500):
+            self.img_pooled[a : a + 500] = np.asarray(c.images[a : a + 500], dtype=np.float32).mean(1)
+        self.txt_pooled = np.zeros((c.text_states.shape[0], c.text_states.shape[2]), dtype=np.float32)
+        for a in range(0, self.txt_pooled.shape[0], 2000):
+            caps = np.arange(a, min(a + 2000, self.txt_pooled.shape[0]))
+            st, _, mask = _text_batch(c, caps)
+            self.txt_pooled[caps] = mean_pool(st, mask).numpy()
+
+    def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
+        caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
+        iv = self.model.encode_pooled_image(torch.from_numpy(self.img_pooled[bi]))
+        tv = self.model.encode_pooled_text(torch.from_numpy(self.txt_pooled[caps]))
+        loss = info_nce(iv, tv, self.model.temperature())
+        return {"contrastive": loss, "total": loss}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        d = self.data
+        self.model.eval()
+        iv = self.model.encode_pooled_image(torch.from_numpy(self.img_pooled[d.n_train :])).numpy()
+        tv = self.model.encode_pooled_text(torch.from_numpy(self.txt_pooled[d.val_caps])).numpy()
+        self.model.train()
+        return retrieval_metrics(iv, tv, d.val_owner)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
+    """Train per ``cfg``, select the best epoch on val RSUM, write the checkpoint folder ``out``."""
+    from lexret.model.checkpoint import save_checkpoint
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, cfg.threads))
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    data = data or prepare_data(cfg, out)
+    if data.n_train < 2:
+        raise LexretError("training needs at least 2 training items")
+    trainer = SparseTrainer(cfg, data) if cfg.kind == "sparse" else DenseTrainer(cfg, data)
+    model = trainer.model
+    bs = min(cfg.batch_size, data.n_train)
+    steps_per_epoch = max(1, data.n_train // bs)
+    total = steps_per_epoch * cfg.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    history: list[dict] = []
+    best: dict | None = None
+    best_state = None
+    t0 = time.time()
+    step = 0
+    log.info(
+        "training %s: %d train / %d val items, %d epochs x %d steps",
+        cfg.kind,
+        data.n_train,
+        data.n_val,
+        cfg.epochs,
+        steps_per_epoch,
+    )
+    stopped_early = False
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        sums: dict[str, float] = {}
+        n = 0
+        bar = tqdm(
+            _batches(data.n_train, bs, rng),
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}",
+            unit="step",
+            leave=False,
+            mininterval=2,
+        )
+        for bi in bar:
+            losses = trainer.step_losses(bi, rng, gen, step)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            n += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}")
+        rec = {k: v / max(1, n) for k, v in sums.items()}
+        rec.update(epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature()))
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            rec["val"] = trainer.evaluate()
+            if best is None or rec["val"]["rsum"] > best["val"]["rsum"]:
+                best = rec
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        history.append(rec)
+        msg = " ".join(f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float) and k != "minutes")
+        val = rec.get("val", {})
+        log.info(
+            "epoch %d (%.1f min): %s | val rsum=%.1f %s",
+            epoch,
+            rec["minutes"],
+            msg,
+            val.get("rsum", float("nan")),
+            " ".join(f"{k}={v:.1f}" for k, v in val.items() if k.startswith("terms") or k.startswith("term_")),
+        )
+        if (time.time() - t0) / 60 > cfg.max_minutes and epoch < cfg.epochs:
+            log.warning("stopping after epoch %d: max_minutes=%.0f reached", epoch, cfg.max_minutes)
+            stopped_early = True
+            break
+    assert best is not None and best_state is not None
+    model.load_state_dict(best_state)
+    minutes = (time.time() - t0) / 60
+    metrics = {
+        "model_id": cfg.model_id,
+        "kind": cfg.kind,
+        "best_epoch": best["epoch"],
+        "val": best["val"],
+        "train_minutes": round(minutes, 2),
+        "stopped_early": stopped_early,
+        "n_train": data.n_train,
+        "n_val": data.n_val,
+        "cache_seconds": data.cache.meta.get("seconds"),
+    }
+    if cfg.kind == "sparse":
+        topk = {}
+        for k in (16, 32, 64, 128):
+            r = trainer.evaluate(k_img=k, k_txt=k)
+            topk[str(k)] = {
+                key: r[key] for key in ("rsum", "terms_per_image", "terms_per_caption", "term_precision@10")
+            }
+        metrics["top_k_ablation"] = topk
+    save_checkpoint(out, model, cfg, metrics, history)
+    log.info("best epoch %d: val %s; checkpoint in %s (%.1f min)", best["epoch"], json.dumps(best["val"]), out, minutes)
+    return metrics

@@ -1,0 +1,103 @@
+"""The lexical head, its pooling, and the dense/sparse models on tiny random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lexret.model.dense import DenseModel, DenseModelConfig, mean_pool
+from lexret.model.sparse import LexicalHead, SparseLexModel, SparseModelConfig, max_tied_logits, pool
+from lexret.model.terms import STOPWORDS, active_terms, is_content_term
+from lexret.training.evaluate import prune_top_k, retrieval_metrics, term_precision
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    V, d = 50, 384
+    E = torch.randn(V, d) * 0.1
+    cfg = SparseModelConfig(image_in=16, n_patches=4, image_layers=1, image_ff=64, decoder_ff=64, max_len=12)
+    return SparseLexModel(cfg, E, torch.arange(0, V, 2)).eval()
+
+
+def test_pool_masks_padding():
+    logits = torch.tensor([[[1.0, -2.0], [0.5, 3.0], [9.0, 9.0]]])  # third token is padding
+    vec, mx = pool(logits, torch.tensor([[1, 1, 0]]))
+    assert mx.tolist() == [[1.0, 3.0]]
+    assert torch.allclose(vec, torch.log1p(torch.tensor([[1.0, 3.0]])))
+
+
+def test_max_tied_logits_matches_dense_and_masks_padding():
+    torch.manual_seed(1)
+    z = torch.randn(3, 6, 8, dtype=torch.double, requires_grad=True)
+    E = torch.randn(13, 8, dtype=torch.double)
+    b = torch.randn(13, dtype=torch.double, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1] * 6, [1, 0, 0, 0, 0, 0]])
+    out = max_tied_logits(z, E, b, mask, chunk=5)
+    ref = pool(z @ E.T + b, mask)[1]
+    assert torch.allclose(out, ref)
+    # padding content cannot change the result
+    z2 = z.detach().clone()
+    z2[0, 3:] = 100.0
+    assert torch.allclose(max_tied_logits(z2, E, b, mask, chunk=5), out.detach())
+    assert torch.autograd.gradcheck(lambda z, b: max_tied_logits(z, E, b, mask, 4), (z, b))
+
+
+def test_sparse_vectors_non_negative_and_sparse_after_top_k(tiny):
+    with torch.no_grad():
+        iv, _ = tiny.encode_patches(torch.randn(5, 4, 16))
+        tv, _ = tiny.encode_text_states(torch.randn(5, 7, 384), torch.ones(5, 7, dtype=torch.bool))
+    for v in (iv, tv):
+        assert v.shape == (5, 25) and (v >= 0).all()
+        k = prune_top_k(v.numpy(), 3)
+        assert ((k > 0).sum(1) <= 3).all()
+
+
+def test_text_padding_does_not_change_vectors(tiny):
+    torch.manual_seed(2)
+    s = torch.randn(2, 5, 384)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    s_pad = torch.cat([s, torch.randn(2, 3, 384) * 50], dim=1)
+    mask_pad = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        a, _ = tiny.encode_text_states(s, mask)
+        b, _ = tiny.encode_text_states(s_pad, mask_pad)
+        c, _ = tiny.encode_text_states(s[:1, :3], mask[:1, :3])
+    assert torch.allclose(a, b) and torch.allclose(a[:1], c, atol=1e-6)
+
+
+def test_image_head_starts_as_copy_of_text_head(tiny):
+    m = SparseLexModel(tiny.cfg, tiny.E_full, tiny.active)
+    for (k1, v1), (k2, v2) in zip(m.text_head.state_dict().items(), m.image_head.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    assert "E_full" not in m.state_dict() and "active" in m.state_dict()
+
+
+def test_lexical_head_is_tied():
+    E = torch.randn(7, 384)
+    h = LexicalHead(384, 7)
+    x = torch.randn(2, 384)
+    assert torch.allclose(h(x, E), h.transform(x) @ E.T + h.bias)
+
+
+def test_dense_model_normalised():
+    m = DenseModel(DenseModelConfig(image_in=16, text_in=384, hidden=32, dim=8)).eval()
+    iv = m.encode_patches(torch.randn(3, 4, 16))
+    tv = m.encode_text_states(torch.randn(3, 5, 384), torch.ones(3, 5))
+    assert torch.allclose(iv.norm(dim=-1), torch.ones(3)) and torch.allclose(tv.norm(dim=-1), torch.ones(3))
+    s = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert mean_pool(s, torch.tensor([[1, 1, 0]])).item() == 2.0
+
+
+def test_terms_and_metrics():
+    assert not is_content_term("the") and not is_content_term(",") and not is_content_term("[CLS]")
+    assert is_content_term("dog") and is_content_term("##s") and "a" in STOPWORDS
+    toks = ["[PAD]", "the", "dog", "##s", ",", "cat"]
+    assert active_terms([np.array([[1, 2, 3, 4, 0]])], toks).tolist() == [2, 3]
+    img = np.eye(3, dtype=np.float32)
+    txt = np.repeat(np.eye(3, dtype=np.float32), 2, axis=0)
+    r = retrieval_metrics(img, txt, np.repeat(np.arange(3), 2))
+    assert r["rsum"] == 600.0
+    content = np.array([False, True, True, True])
+    assert term_precision([[0, 1, 2], [3]], [{1}, {2}], content, k=10) == 25.0

@@ -1,0 +1,145 @@
+"""A few training steps on CPU on a tiny generated collection; checkpoint round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lexret.encoders import DenseEncoder, SparseEncoder
+from lexret.errors import LexretError
+from lexret.training.config import TrainConfig
+from lexret.training.train import prepare_data, train
+
+WORDS = ["red", "blue", "green", "yellow", "dog", "cat", "ball", "car"]
+
+
+@pytest.fixture(scope="module")
+def tiny_collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    colors = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 30)}
+    lines = []
+    for i in range(10):
+        cname = list(colors)[i % 4]
+        arr = np.clip(np.array(colors[cname]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "images" / f"{i}.jpg")
+        caps = [f"a {cname} {WORDS[4 + (i + j) % 4]} picture" for j in range(3)]
+        lines.append({"image": f"images/{i}.jpg", "captions": caps, "split": "train" if i < 8 else "val"})
+    (root / "captions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return root
+
+
+def _cfg(root, kind, **kw):
+    base = dict(
+        kind=kind,
+        data=str(root / "captions.jsonl"),
+        cache_dir=str(root / "cache"),
+        epochs=2,
+        batch_size=4,
+        warmup_steps=1,
+        flops_warmup_steps=2,
+        mlm_batch=4,
+        threads=2,
+    )
+    if kind == "sparse":
+        base["model"] = {"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1}
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+@pytest.fixture(scope="module")
+def sparse_run(tiny_collection):
+    cfg = _cfg(tiny_collection, "sparse")
+    out = tiny_collection / "sparse"
+    data = prepare_data(cfg, out)
+    before = {
+        k: v.clone()
+        for k, v in __import__("lexret.training.train", fromlist=["x"])
+        .SparseTrainer(cfg, data)
+        .model.state_dict()
+        .items()
+    }
+    metrics = train(cfg, out, data)
+    return cfg, out, data, metrics, before
+
+
+def test_sparse_training_writes_checkpoint(sparse_run):
+    cfg, out, data, metrics, _ = sparse_run
+    for f in (
+        "model.safetensors",
+        "config.json",
+        "model_id",
+        "vocab_hash",
+        "metrics.json",
+        "curves.png",
+        "history.json",
+    ):
+        assert (out / f).is_file(), f
+    assert (out / "model_id").read_text().strip() == "lexret-sparse-lite0-minilm-v1"
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist) == 2 and all(np.isfinite(h["total"]) for h in hist)
+    assert {"contrastive", "mlm", "bn_i2t", "bn_t2t", "flops_image", "flops_text"} <= set(hist[0])
+    assert "rsum" in metrics["val"] and "term_precision@10" in metrics["val"]
+    # heads only: no backbone or embedding matrix in the weights file
+    from safetensors.torch import load_file
+
+    keys = load_file(str(out / "model.safetensors")).keys()
+    assert not any("E_full" in k or "E_active" in k or "net." in k for k in keys)
+
+
+def test_checkpoint_round_trip_reproduces_vectors(sparse_run, tiny_collection):
+    cfg, out, data, _, _ = sparse_run
+    a = SparseEncoder.from_pretrained(out)
+    b = SparseEncoder.from_pretrained(out)
+    imgs = [tiny_collection / "images" / f"{i}.jpg" for i in range(3)]
+    va, vb = a.encode_images(imgs), b.encode_images(imgs)
+    assert np.array_equal(va.indices, vb.indices) and np.array_equal(va.values, vb.values)
+    ta, tb = a.encode_texts(["a red dog"]), b.encode_texts(["a red dog"])
+    assert np.array_equal(ta.values, tb.values) and np.array_equal(ta.indices, tb.indices)
+    assert va.values.dtype == np.float32 and (va.values > 0).all()
+    assert (va.terms_per_row() <= a.top_k_doc).all() and (ta.terms_per_row() <= a.top_k_query).all()
+    # raw-image encoding equals encoding from the training-time cached features
+    with torch.no_grad():
+        feats = torch.from_numpy(np.asarray(data.cache.images[:3], dtype=np.float32))
+        cached, _ = a.model.encode_patches(feats)
+    raw = a.model.encode_patches(a._image_features(imgs))[0].detach()
+    assert torch.allclose(cached, raw, atol=1e-2)
+    assert all(isinstance(t, str) and w > 0 for t, w in a.decode(va, top=5)[0])
+
+
+def test_training_updates_weights(sparse_run):
+    _, out, _, _, before = sparse_run
+    from safetensors.torch import load_file
+
+    after = load_file(str(out / "model.safetensors"))
+    assert torch.equal(after["active"], before["active"])
+    assert not torch.equal(after["image_head.bias"], before["image_head.bias"])
+
+
+def test_dense_training_and_encoder(tiny_collection):
+    cfg = _cfg(tiny_collection, "dense", model={"hidden": 32, "dim": 16})
+    out = tiny_collection / "dense"
+    metrics = train(cfg, out)
+    assert metrics["kind"] == "dense" and metrics["val"]["rsum"] >= 0
+    enc = DenseEncoder.from_pretrained(out)
+    v = enc.encode_texts(["a red dog", "a blue cat"])
+    assert v.shape == (2, 16) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    with pytest.raises(LexretError, match="not a sparse"):
+        SparseEncoder.from_pretrained(out)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(LexretError, match="unknown option"):
+        TrainConfig.from_dict({"kind": "sparse", "epoch": 3})
+    with pytest.raises(LexretError, match="kind must be"):
+        TrainConfig.from_dict({"kind": "other"})
+    p = tmp_path / "c.yaml"
+    p.write_text("kind: dense\nepochs: 3\n")
+    cfg = TrainConfig.from_yaml(p)
+    assert cfg.epochs == 3 and cfg.name == "c" and cfg.model_id == "lexret-dense-lite0-minilm-v1"
