@@ -121,6 +121,8 @@ class SparseEncoder(_Base):
         self.top_k_query: int = int(self.config.get("top_k_text", 32))
         self.top_k_doc: int = int(self.config.get("top_k_image", 64))
         self._active = self.model.active.numpy()
+        self._normalize = bool(self.config.get("normalize", False))
+        self._scale = float(self.config.get("output_scale", 1.0))
 
     def _to_batch(self, vecs: np.ndarray, k: int) -> SparseBatch:
         rows = []
@@ -128,7 +130,10 @@ class SparseEncoder(_Base):
             nz = np.nonzero(v > 0)[0]
             if k and nz.size > k:
                 nz = nz[np.argsort(-v[nz], kind="stable")[:k]]
-            rows.append((self._active[nz], v[nz]))
+            w = v[nz]
+            if self._normalize and w.size:
+                w = w * (self._scale / max(float(np.linalg.norm(w)), 1e-12))
+            rows.append((self._active[nz], w))
         return SparseBatch.from_rows(rows, len(self.vocab))
 
     def encode_texts(

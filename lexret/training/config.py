@@ -43,10 +43,14 @@ class TrainConfig:
     bottleneck: bool = True
     decoder_mask_prob: float = 0.6
     mlm_batch: int = 128
-    train_top_k_image: int = 0  # 0 = no top-k in training
-    train_top_k_text: int = 0
-    top_k_image: int = 64
+    w_mlm_identity: float = 0.5  # clean (unmasked) caption tokens predict their own wordpiece
+    mlm_warmup_steps: int = 300  # text-head-only MLM steps before the image head is copied from it
+    train_top_k_image: int = 64  # top-k inside the contrastive loss (0 = off)
+    train_top_k_text: int = 32
+    top_k_image: int = 64  # kept at inference
     top_k_text: int = 32
+    normalize: bool = True  # score = cosine: vectors are L2-normalised after top-k
+    output_scale: float = 5.0  # normalised vectors are multiplied by this for the quantizer's range
     min_term_count: int = 1
     # ---- model
     model: dict[str, Any] = field(default_factory=dict)

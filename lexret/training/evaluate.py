@@ -79,3 +79,14 @@ def prune_top_k(vecs: np.ndarray, k: int) -> np.ndarray:
     rows = np.arange(vecs.shape[0])[:, None]
     out[rows, part] = vecs[rows, part]
     return out
+
+
+def l2_normalize(vecs: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs / np.maximum(n, 1e-12)
+
+
+def expected_flops(img: np.ndarray, txt: np.ndarray) -> float:
+    """Expected number of shared terms of a random (caption, image) pair: ``sum_j p_j^img p_j^txt``,
+    the number of multiply-adds per scored pair (proportional to postings traversed)."""
+    return float(((img > 0).mean(0) * (txt > 0).mean(0)).sum())

@@ -22,7 +22,14 @@ from lexret.model.sparse import SparseLexModel, SparseModelConfig
 from lexret.model.terms import active_terms, content_mask
 from lexret.training.cache import FeatureCache, build_cache
 from lexret.training.config import TrainConfig
-from lexret.training.evaluate import prune_top_k, retrieval_metrics, term_precision, top_terms
+from lexret.training.evaluate import (
+    expected_flops,
+    l2_normalize,
+    prune_top_k,
+    retrieval_metrics,
+    term_precision,
+    top_terms,
+)
 from lexret.vocab import default_vocabulary
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,7 @@ class Data:
         self.cap_index = [np.array(x) for x in self.cap_index]
         self.val_caps = np.nonzero(owner >= self.n_train)[0]
         self.val_owner = owner[self.val_caps] - self.n_train
+        self.n_train_caps = int((owner < self.n_train).sum())  # train captions come first
         mlm_owner = owner[self.cache.mlm_caption]
         self.mlm_train = np.nonzero(mlm_owner < self.n_train)[0]
 
@@ -156,6 +164,37 @@ class SparseTrainer:
         logits = self.model.text_logits(st[sel])
         return F.cross_entropy(logits, lab_a[sel])
 
+    def identity_loss(self, rng: np.random.Generator) -> torch.Tensor:
+        """Clean caption token states predict their own (content) wordpiece through the text head."""
+        c, d = self.data.cache, self.data
+        caps = rng.integers(0, d.n_train_caps, size=self.cfg.mlm_batch)
+        states, ids, mask = _text_batch(c, caps)
+        lab = self.to_active[ids]
+        sel = (lab >= 0) & mask
+        if not sel.any():
+            return torch.zeros(())
+        return F.cross_entropy(self.model.text_logits(states[sel]), lab[sel])
+
+    def pretrain_text_head(self, steps: int, rng: np.random.Generator) -> list[float]:
+        """MLM warm-up of the text head alone, then the image head starts as a copy of it."""
+        if steps <= 0:
+            self.model.init_image_head_from_text()
+            return []
+        head = self.model.text_head
+        opt = torch.optim.AdamW(head.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        losses = []
+        for _ in tqdm(range(steps), desc="text head MLM warm-up", unit="step", leave=False, mininterval=2):
+            loss = self.mlm_loss(rng) + self.cfg.w_mlm_identity * self.identity_loss(rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        log.info(
+            "text head MLM warm-up: %d steps, loss %.3f -> %.3f", steps, np.mean(losses[:10]), np.mean(losses[-10:])
+        )
+        self.model.init_image_head_from_text()
+        return losses
+
     def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
         cfg, m, c = self.cfg, self.model, self.data.cache
         caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
@@ -176,6 +215,9 @@ class SparseTrainer:
         if cfg.w_mlm > 0:
             losses["mlm"] = self.mlm_loss(rng)
             total = total + cfg.w_mlm * losses["mlm"]
+        if cfg.w_mlm_identity > 0:
+            losses["mlm_identity"] = self.identity_loss(rng)
+            total = total + cfg.w_mlm_identity * losses["mlm_identity"]
         if cfg.bottleneck:
             losses["bn_i2t"] = self.decoder_loss(m.bottleneck(imx), ids, mask, gen)
             losses["bn_t2t"] = self.decoder_loss(m.bottleneck(tmx), ids, mask, gen)
@@ -207,8 +249,10 @@ class SparseTrainer:
         k_txt = cfg.top_k_text if k_txt is None else k_txt
         iv, tv = self.encode_val()
         ivk, tvk = prune_top_k(iv, k_img), prune_top_k(tv, k_txt)
-        res = retrieval_metrics(ivk, tvk, d.val_owner)
-        res["rsum_full"] = retrieval_metrics(iv, tv, d.val_owner)["rsum"]
+        norm = l2_normalize if cfg.normalize else (lambda x: x)
+        res = retrieval_metrics(norm(ivk), norm(tvk), d.val_owner)
+        res["rsum_full"] = retrieval_metrics(norm(iv), norm(tv), d.val_owner)["rsum"]
+        res["flops"] = expected_flops(ivk, tvk)
         res["terms_per_image"] = float((ivk > 0).sum(1).mean())
         res["terms_per_caption"] = float((tvk > 0).sum(1).mean())
         res["terms_per_image_full"] = float((iv > 0).sum(1).mean())
@@ -277,6 +321,8 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
         raise LexretError("training needs at least 2 training items")
     trainer = SparseTrainer(cfg, data) if cfg.kind == "sparse" else DenseTrainer(cfg, data)
     model = trainer.model
+    if cfg.kind == "sparse":
+        trainer.pretrain_text_head(cfg.mlm_warmup_steps, rng)
     bs = min(cfg.batch_size, data.n_train)
     steps_per_epoch = max(1, data.n_train // bs)
     total = steps_per_epoch * cfg.epochs
@@ -366,7 +412,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
         for k in (16, 32, 64, 128):
             r = trainer.evaluate(k_img=k, k_txt=k)
             topk[str(k)] = {
-                key: r[key] for key in ("rsum", "terms_per_image", "terms_per_caption", "term_precision@10")
+                key: r[key] for key in ("rsum", "terms_per_image", "terms_per_caption", "term_precision@10", "flops")
             }
         metrics["top_k_ablation"] = topk
     save_checkpoint(out, model, cfg, metrics, history)
