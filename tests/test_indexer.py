@@ -202,8 +202,9 @@ def big_vectors(tmp_path_factory: pytest.TempPathFactory, vocab: Vocabulary) -> 
     return path
 
 
-def kill_during_lucene_indexing(vectors: Path, out: Path, tmp: Path) -> None:
-    """Run `lexret index` and SIGKILL it (with its Lucene child) once Lucene has started indexing."""
+def interrupt_during_lucene_indexing(vectors: Path, out: Path, tmp: Path, sig: int = signal.SIGKILL) -> None:
+    """Run `lexret index` and send ``sig`` to it and its Lucene child (its process group, as a
+    terminal's Ctrl-C does) once Lucene has started indexing."""
     cmd = [sys.executable, "-m", "lexret", "-q", "index", "--vectors", str(vectors), "--out", str(out)]
     cmd += ["--scale", "300", "--threads", "1"]
     with open(tmp / "index-stderr.txt", "wb") as err:
@@ -221,19 +222,29 @@ def kill_during_lucene_indexing(vectors: Path, out: Path, tmp: Path) -> None:
             if time.monotonic() > deadline:
                 pytest.fail("Lucene indexing did not start within 180 s")
             time.sleep(0.05)
+        os.killpg(proc.pid, sig)  # the process group of our own child: lexret index and its Lucene build
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the process group of our own child: it and the Lucene build
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    # the build was really cut off midway: its working folder is still there, unfinished
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     work = list(out.parent.glob(f".{out.name}.building-*"))
-    assert len(work) == 1 and not (work[0] / "index" / "lexret.json").exists()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        # the build was really cut off midway: its working folder is still there, unfinished
+        assert len(work) == 1 and not (work[0] / "index" / "lexret.json").exists()
+    else:
+        assert proc.returncode == 130, (tmp / "index-stderr.txt").read_text()
+        assert "interrupted" in (tmp / "index-stderr.txt").read_text()
+        assert work == []  # cleaned up
+        with pytest.raises(ProcessLookupError):
+            os.killpg(proc.pid, 0)  # and no Lucene process left behind
 
 
-def test_interrupted_build_leaves_no_index(tmp_path: Path, big_vectors: Path, vocab: Vocabulary) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+def test_interrupted_build_leaves_no_index(tmp_path: Path, big_vectors: Path, vocab: Vocabulary, sig: int) -> None:
     out = tmp_path / "idx"
-    kill_during_lucene_indexing(big_vectors, out, tmp_path)
+    interrupt_during_lucene_indexing(big_vectors, out, tmp_path, sig)
     assert not out.exists()
     with pytest.raises(IndexIntegrityError, match="does not exist"):
         Searcher(out, vocab)
@@ -247,7 +258,7 @@ def test_interrupted_rebuild_keeps_the_old_index(
     before_meta = (out / "lexret.json").read_bytes()
     with Searcher(out, vocab) as s:
         before = s.search(qids, queries, 10, progress=False)
-    kill_during_lucene_indexing(big_vectors, out, out.parent)
+    interrupt_during_lucene_indexing(big_vectors, out, out.parent)
     assert (out / "lexret.json").read_bytes() == before_meta
     assert read_meta(out)["num_docs"] == 300  # file sizes verified too
     with Searcher(out, vocab, expect=QuerySpec(model_id=MODEL)) as s:
