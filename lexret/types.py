@@ -158,6 +158,7 @@ class SparseBatch:
     def slice(self, start: int, stop: int) -> SparseBatch:
         """Rows ``start:stop`` as a new batch (copies only the selected entries)."""
         start, stop, _ = slice(start, stop).indices(len(self))
+        stop = max(start, stop)  # an empty selection, as with list slicing
         a, b = self.indptr[start], self.indptr[stop]
         return SparseBatch(self.indptr[start : stop + 1] - a, self.indices[a:b], self.values[a:b], self.dim)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,32 @@ def _read_npz(p: Path, vocab: Vocabulary) -> VectorSet:
             f"vectors use vocabulary {meta['vocab_hash']}, expected {vocab.hash}; pass the matching --vocab",
             path=str(p),
         )
+    _check_npz_ids(ids, len(batch), str(p))
     return VectorSet(ids, batch, meta)
+
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def _check_npz_ids(ids: list[str], n: int, path: str) -> None:
+    """The id rules of the JSONL reader: as many ids as vectors, non-empty, no whitespace, unique."""
+    if len(ids) != n:
+        raise InputError(f"holds {len(ids)} ids for {n} vectors; rewrite it with write_vectors", path=path)
+    for i, docid in enumerate(ids):
+        if not docid or _WHITESPACE.search(docid):
+            raise InputError(
+                f"id {docid!r} (item {i + 1}) is empty or contains whitespace (run files are space separated)",
+                path=path,
+            )
+    if len(set(ids)) != len(ids):
+        first: dict[str, int] = {}
+        for i, docid in enumerate(ids):
+            if docid in first:
+                raise InputError(
+                    f"id {docid!r} of item {i + 1} already used by item {first[docid] + 1}; ids must be unique",
+                    path=path,
+                )
+            first[docid] = i
 
 
 def read_vectors(path: str | Path, vocab: Vocabulary, *, on_error: OnError = "stop") -> VectorSet:

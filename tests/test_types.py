@@ -217,6 +217,9 @@ def test_slice(batch: SparseBatch) -> None:
     assert rows_of(batch.slice(2, 100)) == rows_of(batch)[2:]
     assert rows_of(batch.slice(-2, 4)) == rows_of(batch)[-2:]
     assert len(batch.slice(3, 3)) == 0
+    for start, stop in [(3, 1), (-1, -3), (10, 2)]:  # empty, as list slicing gives
+        empty = batch.slice(start, stop)
+        assert len(empty) == len(list(range(4))[start:stop]) == 0 and empty.nnz == 0 and empty.dim == 8
 
 
 def test_take(batch: SparseBatch) -> None:

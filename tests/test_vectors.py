@@ -120,6 +120,35 @@ def test_npz_with_other_vocabulary_is_refused(tmp_path: Path, vocab: Vocabulary)
         read_vectors(tmp_path / "junk.npz", vocab)
 
 
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["a b", "c"], r"id 'a b' \(item 1\) is empty or contains whitespace"),
+        (["a", "b\tc"], "contains whitespace"),
+        (["a", ""], r"id '' \(item 2\) is empty"),
+        (["x", "x"], "id 'x' of item 2 already used by item 1"),
+    ],
+)
+def test_npz_ids_follow_the_jsonl_rules(tmp_path: Path, vocab: Vocabulary, ids: list[str], message: str) -> None:
+    # ids that would corrupt a space-separated run file are refused in .npz files as in JSONL
+    path = tmp_path / "v.npz"
+    write_vectors(path, ids, SparseBatch.from_dicts([{"dog": 1.0}, {"cat": 2.0}], vocab), vocab)
+    with pytest.raises(InputError, match=message) as e:
+        read_vectors(path, vocab)
+    assert str(e.value).startswith(f"{path}: ")
+    with pytest.raises(InputError, match=message):
+        list(iter_vectors(path, vocab))
+
+
+def test_npz_with_ids_and_vectors_of_different_length(tmp_path: Path, vocab: Vocabulary) -> None:
+    b = SparseBatch.from_dicts([{"dog": 1.0}, {"cat": 2.0}], vocab)
+    path = tmp_path / "v.npz"
+    np.savez(path, ids=np.array(["a"]), indptr=b.indptr, indices=b.indices, values=b.values, dim=np.array(b.dim),
+             meta=np.array("{}"))  # fmt: skip
+    with pytest.raises(InputError, match="holds 1 ids for 2 vectors"):
+        read_vectors(path, vocab)
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".npz"])
 def test_streaming_chunks(tmp_path: Path, vocab: Vocabulary, suffix: str) -> None:
     n = 7
