@@ -124,7 +124,7 @@ def largest_lucene_file(path: Path) -> Path:
         (lambda p: (p / "lexret.json").write_text('{"format": "lexret-index/1", '), "unreadable"),
         (lambda p: edit_meta(p, lambda m: m.pop("vocab_hash")), "lacks required fields"),
         (lambda p: edit_meta(p, lambda m: m.update(format="lexret-index/0")), "index format"),
-        (lambda p: edit_meta(p, lambda m: m["files"].update({"_0.fnm": 1})), "_0.fnm"),
+        (lambda p: edit_meta(p, lambda m: m["files"].update({min(m["files"]): 1})), "bytes, 1 when built"),
         (lambda p: os.truncate(largest_lucene_file(p), largest_lucene_file(p).stat().st_size // 2), "truncated"),
         (lambda p: largest_lucene_file(p).unlink(), "is missing"),
     ],
