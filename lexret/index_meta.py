@@ -17,6 +17,7 @@ from lexret.errors import IndexIntegrityError, IndexMismatchError
 from lexret.fileio import write_json
 
 META_FILE = "lexret.json"
+UNKNOWN_MODEL = "unknown"  # recorded when vectors came without a model id: not checked at search
 FORMAT = "lexret-index/1"
 # Files lexret writes beside Lucene's; not part of the Lucene index proper.
 SIDE_FILES = (META_FILE, "docids.txt", "docvectors.npz", "build.log")
@@ -84,7 +85,7 @@ class QuerySpec:
 def check_compatible(meta: dict[str, Any], spec: QuerySpec, index_dir: str | Path) -> None:
     """Refuse queries encoded differently from the index, naming the fix."""
     problems = []
-    if spec.model_id is not None and meta.get("model_id") not in (None, spec.model_id):
+    if spec.model_id is not None and meta.get("model_id") not in (None, UNKNOWN_MODEL, spec.model_id):
         problems.append(f"model {meta['model_id']!r} built the index, the queries come from {spec.model_id!r}")
     if spec.vocab_hash is not None and meta["vocab_hash"] != spec.vocab_hash:
         problems.append(f"index vocabulary {meta['vocab_hash']}, query vocabulary {spec.vocab_hash}")

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from lexret import __version__
 from lexret.errors import InputError, LexretError
-from lexret.index_meta import FORMAT, META_FILE, lucene_files, write_meta
+from lexret.index_meta import FORMAT, META_FILE, UNKNOWN_MODEL, lucene_files, write_meta
 from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE, Quantizer
 from lexret.types import SparseBatch
 from lexret.vocab import Vocabulary
@@ -54,7 +54,7 @@ class IndexConfig:
 class IndexInfo:
     """What describes the documents: written to ``lexret.json``."""
 
-    model_id: str = "unknown"
+    model_id: str = UNKNOWN_MODEL
     modality: str = "unknown"
     source: str | None = None
 

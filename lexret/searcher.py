@@ -47,6 +47,7 @@ class Searcher:
         q = self.meta["quantization"]
         self.quantizer = Quantizer(q["scale"], q["max_impact"])
         self.vocab = vocab
+        self.queries_quantized = spec.scale is not None
         self.backend_name = backend
         if backend == "lucene":
             from lexret.backends.lucene import LuceneImpactBackend
@@ -83,10 +84,16 @@ class Searcher:
         return ids, docs
 
     def prepare(self, queries: SparseBatch) -> SparseBatch:
-        """Integer query impacts: float queries go through the index's quantizer, ints pass as they are."""
+        """Integer query impacts. Queries declared quantized (``expect.scale`` set, and checked
+        against the index) pass as they are; all others go through the index's own quantizer."""
         if queries.dim != len(self.vocab):
             raise LexretError(f"queries have dim {queries.dim}, the vocabulary {len(self.vocab)} terms")
-        if queries.is_integer:
+        if self.queries_quantized:
+            if not queries.is_integer:
+                raise LexretError(
+                    "queries were declared quantized (--scale) but hold non-integer weights; "
+                    "drop --scale to let the index quantize them"
+                )
             return queries.threshold(0)
         return self.quantizer(queries)
 

@@ -73,8 +73,7 @@ def write_vectors(
     """Write ``batch`` as JSONL (or ``.npz`` by suffix) atomically: the final name appears only
     when the file is complete."""
     path = Path(path)
-    if len(ids) != len(batch):
-        raise ValueError(f"{len(ids)} ids for {len(batch)} vectors")
+    _check_ids(list(ids), len(batch), str(path))
     if len(vocab) != batch.dim:
         raise ValueError(f"vocabulary has {len(vocab)} terms, vectors have dim {batch.dim}")
     meta = dict(meta or {})
@@ -216,17 +215,17 @@ def _read_npz(p: Path, vocab: Vocabulary) -> VectorSet:
             f"vectors use vocabulary {meta['vocab_hash']}, expected {vocab.hash}; pass the matching --vocab",
             path=str(p),
         )
-    _check_npz_ids(ids, len(batch), str(p))
+    _check_ids(ids, len(batch), str(p))
     return VectorSet(ids, batch, meta)
 
 
 _WHITESPACE = re.compile(r"\s")
 
 
-def _check_npz_ids(ids: list[str], n: int, path: str) -> None:
+def _check_ids(ids: list[str], n: int, path: str) -> None:
     """The id rules of the JSONL reader: as many ids as vectors, non-empty, no whitespace, unique."""
     if len(ids) != n:
-        raise InputError(f"holds {len(ids)} ids for {n} vectors; rewrite it with write_vectors", path=path)
+        raise InputError(f"{len(ids)} ids for {n} vectors; each vector needs exactly one id", path=path)
     for i, docid in enumerate(ids):
         if not docid or _WHITESPACE.search(docid):
             raise InputError(

@@ -225,13 +225,14 @@ def test_cli_no_command_prints_help(tmp_path: Path) -> None:
 
 
 def test_cli_search_results_match_int_query_file(coll: Collection, vocab: Vocabulary, tmp_path: Path) -> None:
-    """Integer query files are taken as impacts as they are: same ranking as their float form / scale."""
+    """Integer query files declared quantized (--scale = the index's) are taken as impacts as they are:
+    same ranking as their float form, which the index's quantizer turns into the same impacts."""
     q = zipf_batch(10, len(vocab), 6, seed=31)
     ints = SparseBatch(q.indptr, q.indices, np.maximum(1, np.rint(q.values * 100)).astype(np.int32), q.dim)
     qids = [f"q{i}" for i in range(10)]
     write_vectors(tmp_path / "qi.jsonl", qids, ints, vocab)
     write_vectors(tmp_path / "qf.jsonl", qids, q, vocab)
-    for name in ("qi", "qf"):
-        args = ["search", "--index", str(coll.index), "--queries", str(tmp_path / f"{name}.jsonl")]
+    for name, extra in (("qi", ["--scale", "100"]), ("qf", [])):
+        args = ["search", "--index", str(coll.index), "--queries", str(tmp_path / f"{name}.jsonl"), *extra]
         assert main(["-q", *args, "--out", str(tmp_path / f"{name}.run"), "--backend", "scipy"]) == 0
     assert (tmp_path / "qi.run").read_text() == (tmp_path / "qf.run").read_text()

@@ -102,8 +102,12 @@ def test_sidecar_meta(tmp_path: Path, vocab: Vocabulary, float_batch: SparseBatc
 
 
 def test_write_vectors_argument_checks(tmp_path: Path, vocab: Vocabulary, float_batch: SparseBatch) -> None:
-    with pytest.raises(ValueError, match="ids"):
+    with pytest.raises(InputError, match="ids"):
         write_vectors(tmp_path / "a.jsonl", ["a"], float_batch, vocab)
+    with pytest.raises(InputError, match="whitespace"):
+        write_vectors(tmp_path / "a.jsonl", ["a", "b c", "d", "e"], float_batch, vocab)
+    with pytest.raises(InputError, match="unique"):
+        write_vectors(tmp_path / "a.jsonl", ["a", "b", "a", "e"], float_batch, vocab)
     with pytest.raises(ValueError, match="vocabulary"):
         write_vectors(tmp_path / "a.jsonl", ["a", "b", "c", "d"], float_batch, Vocabulary(TERMS))
     assert not (tmp_path / "a.jsonl").exists()
@@ -132,7 +136,11 @@ def test_npz_with_other_vocabulary_is_refused(tmp_path: Path, vocab: Vocabulary)
 def test_npz_ids_follow_the_jsonl_rules(tmp_path: Path, vocab: Vocabulary, ids: list[str], message: str) -> None:
     # ids that would corrupt a space-separated run file are refused in .npz files as in JSONL
     path = tmp_path / "v.npz"
-    write_vectors(path, ids, SparseBatch.from_dicts([{"dog": 1.0}, {"cat": 2.0}], vocab), vocab)
+    b = SparseBatch.from_dicts([{"dog": 1.0}, {"cat": 2.0}], vocab)
+    with pytest.raises(InputError, match=message):  # the writer refuses them too
+        write_vectors(path, ids, b, vocab)
+    np.savez(path, ids=np.array(ids), indptr=b.indptr, indices=b.indices, values=b.values, dim=np.array(b.dim),
+             meta=np.array("{}"))  # fmt: skip
     with pytest.raises(InputError, match=message) as e:
         read_vectors(path, vocab)
     assert str(e.value).startswith(f"{path}: ")
@@ -145,7 +153,7 @@ def test_npz_with_ids_and_vectors_of_different_length(tmp_path: Path, vocab: Voc
     path = tmp_path / "v.npz"
     np.savez(path, ids=np.array(["a"]), indptr=b.indptr, indices=b.indices, values=b.values, dim=np.array(b.dim),
              meta=np.array("{}"))  # fmt: skip
-    with pytest.raises(InputError, match="holds 1 ids for 2 vectors"):
+    with pytest.raises(InputError, match="1 ids for 2 vectors"):
         read_vectors(path, vocab)
 
 

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lexret.errors import LexretError
+    from lexret.index_meta import UNKNOWN_MODEL
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
     from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE
     from lexret.vectors import iter_vectors, read_meta
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         store_vectors=not args.no_store_vectors,
     )
     info = IndexInfo(
-        model_id=args.model_id or src_meta.get("model_id", "unknown"),
+        model_id=args.model_id or src_meta.get("model_id", UNKNOWN_MODEL),
         modality=args.modality or src_meta.get("modality", "unknown"),
         source=str(Path(args.vectors).resolve()),
     )

@@ -20,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="search threads")
     p.add_argument("--chunk-size", type=int, default=1000, help="queries per batch (bounds the JVM heap)")
     p.add_argument("--model-id", default=None, help="model that encoded the queries (default: the file's .meta.json)")
-    p.add_argument("--scale", type=float, default=None, help="scale the integer queries were quantized with")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="the queries are integer impacts quantized with this scale (must equal the index's); "
+        "without it, query weights are quantized with the index's scale",
+    )
     p.add_argument("--tag", default="lexret", help="run tag (last TREC column)")
     add_vocab_flag(p)
     add_on_error_flag(p)
