@@ -93,8 +93,19 @@ def per_query_encode_ms(encode_one, texts: list[str], n: int = 100) -> float:
         torch.set_num_threads(threads)
 
 
-def _metrics(run_file: Path, qrels: Qrels, names: tuple[str, ...]) -> dict[str, float]:
-    return evaluate(read_run(run_file), qrels, names)
+def _both_directions(
+    system: str, ids: SplitIds, image_index: Path, caption_index: Path, caption_queries: Path, image_queries: Path,
+    k: int, work: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Run t2i (captions over the image index) and i2t (images over the caption index), each in a
+    measured child process; ``search_ms`` is the t2i latency per query at one thread."""
+    from lexret.measure import measure_in_subprocess
+
+    m_t2i, run_t2i = measure_in_subprocess(system, image_index, caption_queries, k, work / "t2i")
+    _, run_i2t = measure_in_subprocess(system, caption_index, image_queries, k, work / "i2t")
+    t2i = evaluate(read_run(run_t2i), ids.qrels_t2i(), T2I_METRICS)
+    i2t = evaluate(read_run(run_i2t), ids.qrels_i2t(), I2T_METRICS)
+    return {"t2i": t2i, "i2t": i2t, "rsum": rsum(t2i, i2t), "search_ms": m_t2i.latency_ms_mean}
 
 
 def evaluate_sparse(
@@ -111,7 +122,6 @@ def evaluate_sparse(
 ) -> dict[str, Any]:
     """Index images and captions in Lucene, run both directions, and measure."""
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
-    from lexret.measure import measure_in_subprocess
     from lexret.quantize import DEFAULT_SCALE
 
     cfg = IndexConfig(scale=scale or DEFAULT_SCALE, threads=threads, store_vectors=False)
@@ -124,19 +134,14 @@ def evaluate_sparse(
     q_caps, q_imgs = work / "sparse-caption-queries.npz", work / "sparse-image-queries.npz"
     write_vectors(q_caps, ids.caption_ids, captions, vocab, {"model_id": model_id})
     write_vectors(q_imgs, ids.image_ids, images, vocab, {"model_id": model_id})
-    m_t2i, run_t2i = measure_in_subprocess("sparse-lucene", work / "sparse-images.index", q_caps, k, work / "t2i")
-    _, run_i2t = measure_in_subprocess("sparse-lucene", work / "sparse-captions.index", q_imgs, k, work / "i2t")
-    t2i = _metrics(run_t2i, ids.qrels_t2i(), T2I_METRICS)
-    i2t = _metrics(run_i2t, ids.qrels_i2t(), I2T_METRICS)
     return {
-        "t2i": t2i,
-        "i2t": i2t,
-        "rsum": rsum(t2i, i2t),
+        **_both_directions(
+            "sparse-lucene", ids, work / "sparse-images.index", work / "sparse-captions.index", q_caps, q_imgs, k, work
+        ),  # fmt: skip
         "index_bytes": meta_i["index_bytes"],
         "caption_index_bytes": meta_c["index_bytes"],
         "avg_doc_terms": float(images.terms_per_row().mean()),
         "avg_query_terms": float(captions.terms_per_row().mean()),
-        "search_ms": m_t2i.latency_ms_mean,
     }
 
 
@@ -145,7 +150,6 @@ def evaluate_dense(
 ) -> dict[str, Any]:
     """FAISS flat indexes over images and captions, both directions, measured."""
     from lexret.backends.dense import FaissBackend
-    from lexret.measure import measure_in_subprocess
 
     out: dict[str, Any] = {}
     for name, docids, docs in (("images", ids.image_ids, images), ("captions", ids.caption_ids, captions)):
@@ -157,17 +161,12 @@ def evaluate_dense(
     q_caps, q_imgs = work / "dense-caption-queries.npz", work / "dense-image-queries.npz"
     np.savez(q_caps, ids=np.array(ids.caption_ids), vectors=captions)
     np.savez(q_imgs, ids=np.array(ids.image_ids), vectors=images)
-    m_t2i, run_t2i = measure_in_subprocess("dense-faiss-flat", work / "dense-images.faiss", q_caps, k, work / "t2i")
-    _, run_i2t = measure_in_subprocess("dense-faiss-flat", work / "dense-captions.faiss", q_imgs, k, work / "i2t")
-    t2i = _metrics(run_t2i, ids.qrels_t2i(), T2I_METRICS)
-    i2t = _metrics(run_i2t, ids.qrels_i2t(), I2T_METRICS)
     return {
-        "t2i": t2i,
-        "i2t": i2t,
-        "rsum": rsum(t2i, i2t),
+        **_both_directions(
+            "dense-faiss-flat", ids, work / "dense-images.faiss", work / "dense-captions.faiss", q_caps, q_imgs, k, work
+        ),  # fmt: skip
         "index_bytes": out["images_bytes"],
         "caption_index_bytes": out["captions_bytes"],
-        "search_ms": m_t2i.latency_ms_mean,
     }
 
 
