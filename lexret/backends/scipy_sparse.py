@@ -57,7 +57,7 @@ class ScipySparseBackend:
         return len(self.docids)
 
     def search(
-        self, qids: Sequence[str], queries: SparseBatch, k: int, *, chunk_size: int = 256
+        self, qids: Sequence[str], queries: SparseBatch, k: int, *, chunk_size: int | None = None
     ) -> dict[str, list[tuple[str, float]]]:
         if len(qids) != len(queries):
             raise ValueError("qids and queries differ in length")
@@ -65,6 +65,8 @@ class ScipySparseBackend:
             raise ValueError(f"query dim {queries.dim} != document dim {self.docs.dim}")
         out: dict[str, list[tuple[str, float]]] = {}
         q_all = queries.to_scipy().astype(np.float64)
+        if chunk_size is None:  # the dense score block is chunk x num_docs: keep it near 256 MB
+            chunk_size = int(np.clip(32_000_000 // max(1, self.num_docs), 1, 256))
         for a in range(0, len(qids), chunk_size):
             scores = (q_all[a : a + chunk_size] @ self._dt).toarray()
             cols, vals = top_k_with_ties(scores, k, self._tie_rank)
