@@ -114,9 +114,9 @@ def test_non_rgb_is_converted(tmp_path, mode):
 def test_preprocess_normalises():
     white = Image.new("RGB", (224, 224), (255, 255, 255))
     x = preprocess_image(white)
-    np.testing.assert_allclose(
-        x[:, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]), rtol=1e-5
-    )
+    np.testing.assert_allclose(x[:, 0, 0], [1.0, 1.0, 1.0], rtol=1e-6)
+    black = preprocess_image(Image.new("RGB", (300, 200)))
+    assert black.shape == (3, 224, 224) and np.allclose(black, -127 / 128)
 
 
 def test_list_images_and_read_texts(coll, tmp_path):

@@ -143,3 +143,11 @@ def test_config_errors(tmp_path):
     p.write_text("kind: dense\nepochs: 3\n")
     cfg = TrainConfig.from_yaml(p)
     assert cfg.epochs == 3 and cfg.name == "c" and cfg.model_id == "lexret-dense-lite0-minilm-v1"
+
+
+def test_config_base_inheritance(tmp_path):
+    (tmp_path / "base.yaml").write_text("kind: sparse\nepochs: 7\nmodel:\n  image_layers: 1\n  image_ff: 64\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "abl.yaml").write_text("base: ../base.yaml\nw_flops_image: 0.0\nmodel:\n  image_ff: 32\n")
+    cfg = TrainConfig.from_yaml(tmp_path / "sub" / "abl.yaml")
+    assert cfg.epochs == 7 and cfg.w_flops_image == 0.0 and cfg.model == {"image_layers": 1, "image_ff": 32}

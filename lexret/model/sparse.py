@@ -32,8 +32,9 @@ class SparseModelConfig:
     image_heads: int = 6
     image_ff: int = 1024
     decoder_layers: int = 2
-    decoder_heads: int = 6
-    decoder_ff: int = 768
+    decoder_heads: int = 4
+    decoder_ff: int = 384
+    decoder_width: int = 192
     max_len: int = 48
     dropout: float = 0.1
     init_temperature: float = 0.05
@@ -112,28 +113,35 @@ def pool(logits: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor,
 
 
 class WeakDecoder(nn.Module):
-    """Two small transformer layers that reconstruct masked captions from a bottleneck vector."""
+    """Two small transformer layers (``decoder_width`` wide) that reconstruct masked captions from a
+    bottleneck vector; it is kept weak so that the bottleneck, not the decoder, carries the words."""
 
     def __init__(self, cfg: SparseModelConfig, n_terms: int) -> None:
         super().__init__()
-        d = cfg.hidden
-        self.pos = nn.Parameter(torch.zeros(cfg.max_len, d))
+        d, w = cfg.hidden, cfg.decoder_width
+        self.pos = nn.Parameter(torch.zeros(cfg.max_len, w))
         nn.init.normal_(self.pos, std=0.02)
-        self.in_norm = nn.LayerNorm(d)
-        self.bottleneck_proj = nn.Linear(d, d)
+        self.in_proj = nn.Linear(d, w)
+        self.in_norm = nn.LayerNorm(w)
+        self.bottleneck_proj = nn.Linear(d, w)
         layer = nn.TransformerEncoderLayer(
-            d, cfg.decoder_heads, cfg.decoder_ff, cfg.dropout, batch_first=True, norm_first=True
+            w, cfg.decoder_heads, cfg.decoder_ff, cfg.dropout, batch_first=True, norm_first=True
         )
         self.layers = nn.TransformerEncoder(layer, cfg.decoder_layers, enable_nested_tensor=False)
+        self.out_proj = nn.Linear(w, d)
         self.out = LexicalHead(d, n_terms)
+
+    def hidden(self, bottleneck: torch.Tensor, tok_emb: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """Decoder states ``(B, L, d)``: position 0 holds the bottleneck, then the masked caption."""
+        x = torch.cat([self.bottleneck_proj(bottleneck).unsqueeze(1), self.in_proj(tok_emb[:, 1:])], dim=1)
+        x = self.in_norm(x + self.pos[: x.shape[1]])
+        x = self.layers(x, src_key_padding_mask=~pad_mask.bool())
+        return self.out_proj(x)
 
     def forward(self, bottleneck: torch.Tensor, tok_emb: torch.Tensor, pad_mask: torch.Tensor, E: torch.Tensor):
         """``bottleneck (B, d)``; ``tok_emb (B, L, d)`` embeddings of the masked caption (position 0
         is replaced by the bottleneck); ``pad_mask (B, L)`` 1 = real token. Returns ``(B, L, V)``."""
-        x = torch.cat([self.bottleneck_proj(bottleneck).unsqueeze(1), tok_emb[:, 1:]], dim=1)
-        x = self.in_norm(x + self.pos[: x.shape[1]])
-        x = self.layers(x, src_key_padding_mask=~pad_mask.bool())
-        return self.out(x, E)
+        return self.out(self.hidden(bottleneck, tok_emb, pad_mask), E)
 
 
 class SparseLexModel(nn.Module):

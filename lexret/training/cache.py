@@ -29,7 +29,7 @@ from lexret.model.backbones import TEXT_MAX_LEN, ImageBackbone, TextBackbone
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: EfficientNet-Lite pixel normalisation
 
 
 def cache_key(items: list[Item], mlm_per_item: int, mlm_prob: float, seed: int) -> str:

@@ -34,6 +34,7 @@ class TrainConfig:
     # ---- sparse losses
     w_contrastive: float = 1.0
     w_mlm: float = 0.5
+    w_bow_image: float = 1.0  # max-pooled image logits predict the words of the image's captions
     w_bottleneck_i2t: float = 0.5
     w_bottleneck_t2t: float = 0.5
     w_flops_image: float = 1.0
@@ -44,7 +45,8 @@ class TrainConfig:
     decoder_mask_prob: float = 0.6
     mlm_batch: int = 128
     w_mlm_identity: float = 0.5  # clean (unmasked) caption tokens predict their own wordpiece
-    mlm_warmup_steps: int = 300  # text-head-only MLM steps before the image head is copied from it
+    mlm_warmup_steps: int = 300
+    init_active_fraction: float = 0.01  # text-head bias shift after warm-up (0 = none)  # text-head-only MLM steps before the image head is copied from it
     train_top_k_image: int = 64  # top-k inside the contrastive loss (0 = off)
     train_top_k_text: int = 32
     top_k_image: int = 64  # kept at inference
@@ -52,6 +54,8 @@ class TrainConfig:
     normalize: bool = True  # score = cosine: vectors are L2-normalised after top-k
     output_scale: float = 5.0  # normalised vectors are multiplied by this for the quantizer's range
     min_term_count: int = 1
+    # ---- dense
+    patch_drop: float = 0.0  # dense: drop patches at random before mean pooling (augmentation)
     # ---- model
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -92,10 +96,33 @@ class TrainConfig:
             raise LexretError(f"{p}: not valid YAML ({e})") from None
         if not isinstance(d, dict):
             raise LexretError(f"{p}: a config must be a mapping of option: value")
+        d = cls._with_base(d, p, depth=0)
         cfg = cls.from_dict(d, str(p))
         if not cfg.name:
             cfg.name = p.stem
         return cfg
+
+    @classmethod
+    def _with_base(cls, d: dict[str, Any], p: Path, depth: int) -> dict[str, Any]:
+        """``base: other.yaml`` (relative to this file) is read first and overridden by this file;
+        ``model`` mappings are merged key by key."""
+        import yaml
+
+        base = d.pop("base", None)
+        if base is None:
+            return d
+        if depth > 5:
+            raise LexretError(f"{p}: 'base' chain is too deep (a cycle?)")
+        bp = (p.parent / str(base)).resolve()
+        if not bp.is_file():
+            raise LexretError(f"{p}: base config {bp} not found")
+        b = yaml.safe_load(bp.read_text(encoding="utf-8")) or {}
+        b = cls._with_base(dict(b), bp, depth + 1)
+        model = {**b.get("model", {}), **d.get("model", {})}
+        merged = {**b, **d}
+        if model:
+            merged["model"] = model
+        return merged
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

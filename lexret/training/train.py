@@ -128,6 +128,22 @@ class SparseTrainer:
         self.to_active = torch.full((len(vocab),), -100, dtype=torch.long)
         self.to_active[self.model.active] = torch.arange(active.size)
         self.content = content_mask(vocab.tokens)
+        self.bow_targets = self._bow_targets()
+
+    def _bow_targets(self):
+        """Per item: normalised counts of its captions' active terms, ``(n_items, n_terms)`` CSR."""
+        import scipy.sparse as sp
+
+        c = self.data.cache
+        lab = self.to_active.numpy()[c.text_ids]
+        rows = np.repeat(c.caption_owner[:, None], c.text_ids.shape[1], axis=1)
+        ok = lab >= 0
+        m = sp.csr_matrix(
+            (np.ones(ok.sum(), np.float32), (rows[ok], lab[ok])), shape=(len(self.data.cap_index), self.model.n_terms)
+        )
+        m.sum_duplicates()
+        sums = np.asarray(m.sum(1)).ravel()
+        return sp.csr_matrix(sp.diags(1.0 / np.maximum(sums, 1.0)) @ m, dtype=np.float32)
 
     # ---- losses
     def decoder_loss(self, bott: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generator):
@@ -145,11 +161,15 @@ class SparseTrainer:
             return bott.sum() * 0
         inp = ids.masked_fill(sel, MASK_ID)
         emb = m.E_full[inp]
-        x = torch.cat([m.decoder.bottleneck_proj(bott).unsqueeze(1), emb[:, 1:]], dim=1)
-        x = m.decoder.in_norm(x + m.decoder.pos[: x.shape[1]])
-        x = m.decoder.layers(x, src_key_padding_mask=~mask)
+        x = m.decoder.hidden(bott, emb, mask)
         logits = m.decoder.out(x[sel], m.E_active)
         return F.cross_entropy(logits, lab[sel])
+
+    def bow_loss(self, pooled_logits: torch.Tensor, items: np.ndarray) -> torch.Tensor:
+        """Cross-entropy of softmax(max-pooled image logits) against the distribution of the content
+        wordpieces of all the image's captions: image terms are caption words."""
+        target = torch.from_numpy(self.bow_targets[items].toarray())
+        return -(target * torch.log_softmax(pooled_logits, dim=-1)).sum(1).mean()
 
     def mlm_loss(self, rng: np.random.Generator) -> torch.Tensor:
         c = self.data.cache
@@ -178,6 +198,7 @@ class SparseTrainer:
     def pretrain_text_head(self, steps: int, rng: np.random.Generator) -> list[float]:
         """MLM warm-up of the text head alone, then the image head starts as a copy of it."""
         if steps <= 0:
+            self.calibrate_text_bias(rng)
             self.model.init_image_head_from_text()
             return []
         head = self.model.text_head
@@ -192,8 +213,23 @@ class SparseTrainer:
         log.info(
             "text head MLM warm-up: %d steps, loss %.3f -> %.3f", steps, np.mean(losses[:10]), np.mean(losses[-10:])
         )
+        self.calibrate_text_bias(rng)
         self.model.init_image_head_from_text()
         return losses
+
+    @torch.no_grad()
+    def calibrate_text_bias(self, rng: np.random.Generator) -> None:
+        """Shift the text head's bias (softmax-invariant, so MLM leaves it free) so that only about
+        ``init_active_fraction`` of term logits are positive: vectors start sparse and item-specific."""
+        q = self.cfg.init_active_fraction
+        if q <= 0:
+            return
+        caps = rng.integers(0, self.data.n_train_caps, size=256)
+        states, _, mask = _text_batch(self.data.cache, caps)
+        logits = self.model.text_logits(states[mask][:2000])
+        shift = float(torch.quantile(logits.flatten()[::7], 1.0 - q))
+        self.model.text_head.bias -= shift
+        log.info("text head bias shifted by %.3f (%.1f%% of token-term logits positive)", -shift, 100 * q)
 
     def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
         cfg, m, c = self.cfg, self.model, self.data.cache
@@ -218,6 +254,9 @@ class SparseTrainer:
         if cfg.w_mlm_identity > 0:
             losses["mlm_identity"] = self.identity_loss(rng)
             total = total + cfg.w_mlm_identity * losses["mlm_identity"]
+        if cfg.w_bow_image > 0:
+            losses["bow_image"] = self.bow_loss(imx, bi)
+            total = total + cfg.w_bow_image * losses["bow_image"]
         if cfg.bottleneck:
             losses["bn_i2t"] = self.decoder_loss(m.bottleneck(imx), ids, mask, gen)
             losses["bn_t2t"] = self.decoder_loss(m.bottleneck(tmx), ids, mask, gen)
@@ -286,9 +325,21 @@ class DenseTrainer:
             st, _, mask = _text_batch(c, caps)
             self.txt_pooled[caps] = mean_pool(st, mask).numpy()
 
+    def _augmented_image(self, bi: np.ndarray, gen: torch.Generator) -> torch.Tensor:
+        """Mean over a random subset of the 49 patches (each kept with prob ``1 - patch_drop``)."""
+        p = torch.from_numpy(np.asarray(self.data.cache.images[np.sort(bi)], dtype=np.float32))
+        p = p[torch.from_numpy(np.argsort(np.argsort(bi)))]
+        keep = (torch.rand(p.shape[:2], generator=gen) >= self.cfg.patch_drop).float()
+        keep[keep.sum(1) == 0, 0] = 1.0
+        return (p * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
+
     def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
         caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
-        iv = self.model.encode_pooled_image(torch.from_numpy(self.img_pooled[bi]))
+        if self.cfg.patch_drop > 0:
+            img = self._augmented_image(bi, gen)
+        else:
+            img = torch.from_numpy(self.img_pooled[bi])
+        iv = self.model.encode_pooled_image(img)
         tv = self.model.encode_pooled_text(torch.from_numpy(self.txt_pooled[caps]))
         loss = info_nce(iv, tv, self.model.temperature())
         return {"contrastive": loss, "total": loss}
@@ -372,7 +423,9 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}")
         rec = {k: v / max(1, n) for k, v in sums.items()}
-        rec.update(epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature()))
+        rec.update(
+            epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature().detach())
+        )
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             rec["val"] = trainer.evaluate()
             if best is None or rec["val"]["rsum"] > best["val"]["rsum"]:
