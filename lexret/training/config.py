@@ -45,8 +45,8 @@ class TrainConfig:
     decoder_mask_prob: float = 0.6
     mlm_batch: int = 128
     w_mlm_identity: float = 0.5  # clean (unmasked) caption tokens predict their own wordpiece
-    mlm_warmup_steps: int = 300
-    init_active_fraction: float = 0.01  # text-head bias shift after warm-up (0 = none)  # text-head-only MLM steps before the image head is copied from it
+    mlm_warmup_steps: int = 300  # text-head-only MLM steps before the image head is copied from it
+    init_active_fraction: float = 0.01  # text-head bias shift after warm-up (0 = none)
     train_top_k_image: int = 64  # top-k inside the contrastive loss (0 = off)
     train_top_k_text: int = 32
     top_k_image: int = 64  # kept at inference

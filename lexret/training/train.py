@@ -335,10 +335,7 @@ class DenseTrainer:
 
     def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
         caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
-        if self.cfg.patch_drop > 0:
-            img = self._augmented_image(bi, gen)
-        else:
-            img = torch.from_numpy(self.img_pooled[bi])
+        img = self._augmented_image(bi, gen) if self.cfg.patch_drop > 0 else torch.from_numpy(self.img_pooled[bi])
         iv = self.model.encode_pooled_image(img)
         tv = self.model.encode_pooled_text(torch.from_numpy(self.txt_pooled[caps]))
         loss = info_nce(iv, tv, self.model.temperature())
