@@ -181,9 +181,11 @@ class SparseLexModel(nn.Module):
     def text_logits(self, states: torch.Tensor) -> torch.Tensor:
         return self.text_head(states, self.E_active)
 
-    def image_states(self, patches: torch.Tensor) -> torch.Tensor:
+    def image_states(self, patches: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep (B, 49)`` (training augmentation only): patches with 0 are hidden from attention."""
         x = self.image_in_norm(self.image_proj(patches) + self.image_pos)
-        return self.image_out_norm(self.image_encoder(x))
+        pad = None if keep is None else ~keep.bool()
+        return self.image_out_norm(self.image_encoder(x, src_key_padding_mask=pad))
 
     def image_logits(self, patches: torch.Tensor) -> torch.Tensor:
         return self.image_head(self.image_states(patches), self.E_active)
@@ -196,9 +198,12 @@ class SparseLexModel(nn.Module):
         mx = max_tied_logits(z, self.E_active, self.text_head.bias, mask)
         return torch.log1p(torch.relu(mx)), mx
 
-    def encode_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.image_head.transform(self.image_states(patches))
-        mx = max_tied_logits(z, self.E_active, self.image_head.bias, None)
+    def encode_patches(
+        self, patches: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vector, max-pooled logits)`` over the 49 patches (or the kept ones, in training)."""
+        z = self.image_head.transform(self.image_states(patches, keep))
+        mx = max_tied_logits(z, self.E_active, self.image_head.bias, keep)
         return torch.log1p(torch.relu(mx)), mx
 
     def bottleneck(self, pooled_logits: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ class TrainConfig:
     output_scale: float = 5.0  # normalised vectors are multiplied by this for the quantizer's range
     min_term_count: int = 1
     # ---- dense
-    patch_drop: float = 0.0  # dense: drop patches at random before mean pooling (augmentation)
+    patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     # ---- model
     model: dict[str, Any] = field(default_factory=dict)
 

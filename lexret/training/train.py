@@ -238,7 +238,11 @@ class SparseTrainer:
         order = np.argsort(np.argsort(bi))
         patches = patches[torch.from_numpy(order)]
         states, ids, mask = _text_batch(c, caps)
-        iv, imx = m.encode_patches(patches)
+        keep = None
+        if cfg.patch_drop > 0:
+            keep = torch.rand(patches.shape[:2], generator=gen) >= cfg.patch_drop
+            keep[keep.sum(1) == 0, 0] = True
+        iv, imx = m.encode_patches(patches, keep)
         tv, tmx = m.encode_text_states(states, mask)
         ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
         ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)

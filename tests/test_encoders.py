@@ -1,0 +1,125 @@
+"""The shipped checkpoints: encode a handful of sample images and captions; each caption finds
+its own image by brute-force dot product."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lexret.data import load_captions
+from lexret.encoders import DenseEncoder, SparseEncoder, shipped_checkpoint
+from lexret.types import SparseBatch
+
+SAMPLE = Path(__file__).resolve().parents[1] / "lexret" / "resources" / "flickr8k_sample" / "captions.jsonl"
+N = 12
+
+
+@pytest.fixture(scope="module")
+def sample():
+    coll = load_captions(SAMPLE, limit=N)
+    return [it.image for it in coll.items], coll.captions, coll.caption_owner
+
+
+@pytest.fixture(scope="module")
+def sparse():
+    return SparseEncoder.from_pretrained()
+
+
+def _recall_at(scores: np.ndarray, owner: np.ndarray, k: int) -> float:
+    own = scores[np.arange(len(owner)), owner]
+    rank = (scores > own[:, None]).sum(1)
+    return float(np.mean(rank < k))
+
+
+def test_shipped_checkpoints_are_small_heads():
+    total = sum(f.stat().st_size for kind in ("sparse", "dense") for f in shipped_checkpoint(kind).iterdir())
+    assert total < 50 * 2**20
+
+
+def test_sparse_encoder_finds_own_image(sparse, sample):
+    images, captions, owner = sample
+    assert sparse.model_id.startswith("lexret-sparse") and len(sparse.vocab) == 30522
+    d = sparse.encode_images(images, batch_size=5)
+    q = sparse.encode_texts(captions, batch_size=16)
+    assert isinstance(d, SparseBatch) and len(d) == N and len(q) == len(captions)
+    assert d.values.dtype == np.float32 and (d.values > 0).all() and (q.values > 0).all()
+    assert d.terms_per_row().max() <= sparse.top_k_doc == 64
+    assert q.terms_per_row().max() <= sparse.top_k_query == 32
+    scores = (q.to_scipy() @ d.to_scipy().T).toarray()
+    assert _recall_at(scores, owner, 1) >= 0.6
+    assert _recall_at(scores, owner, 3) >= 0.85
+
+
+def test_sparse_decode_and_pil_input(sparse, sample):
+    from PIL import Image
+
+    images, captions, _ = sample
+    a = sparse.encode_images([images[0]])
+    b = sparse.encode_images([Image.open(images[0])])
+    assert np.array_equal(a.indices, b.indices) and np.allclose(a.values, b.values)
+    terms = sparse.decode(sparse.encode_texts(["a black dog runs on the grass"]), top=5)[0]
+    assert len(terms) == 5 and "dog" in [t for t, _ in terms]
+    assert all(w1 >= w2 for (_, w1), (_, w2) in zip(terms, terms[1:]))
+
+
+def test_dense_encoder_finds_own_image(sample):
+    images, captions, owner = sample
+    enc = DenseEncoder.from_pretrained()
+    d, q = enc.encode_images(images), enc.encode_texts(captions)
+    assert d.shape == (N, enc.dim) and d.dtype == np.float32
+    assert np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    assert _recall_at(q @ d.T, owner, 3) >= 0.85
+
+
+def test_encoders_do_not_import_search_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lexret.encoders, lexret.commands.encode, lexret.commands.explain, lexret.commands.train;"
+        "bad=[m for m in ('torch','pyserini','faiss','transformers') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_cli_encode_and_explain(tmp_path, sample, capsys):
+    import json
+    import shutil
+
+    from lexret.cli import main
+    from lexret.vectors import read_vectors
+    from lexret.vocab import default_vocabulary
+
+    images, captions, _ = sample
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(images[0], folder / "a.jpg")
+    shutil.copy(images[1], folder / "sub" / "b.jpg")
+    out = tmp_path / "docs.jsonl"
+    assert main(["encode", "--images", str(folder), "--out", str(out), "--batch-size", "2"]) == 0
+    vs = read_vectors(out, default_vocabulary())
+    ids, batch = vs.ids, vs.batch
+    assert vs.meta["model_id"].startswith("lexret-sparse")
+    assert ids == ["a.jpg", "sub/b.jpg"] and batch.terms_per_row().max() <= 64
+
+    texts = tmp_path / "q.jsonl"
+    texts.write_text(json.dumps({"id": "q1", "text": captions[0]}) + "\n" + json.dumps({"text": captions[1]}) + "\n")
+    qout = tmp_path / "q_vectors.jsonl"
+    assert main(["encode", "--texts", str(texts), "--out", str(qout)]) == 0
+    first = json.loads(qout.read_text().splitlines()[0])
+    assert first["id"] == "q1" and 0 < len(first["vector"]) <= 32
+
+    assert main(["explain", str(images[0]), "--top", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("image:") and len(printed.strip().splitlines()) == 6
+    assert main(["explain", "a dog", "--top", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "text"
+    assert main(["explain", "missing.jpg"]) == 2
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    (folder / "bad.jpg").write_bytes(b"nope")
+    assert main(["encode", "--images", str(folder), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert main(["encode", "--images", str(folder), "--out", str(tmp_path / "y.jsonl"), "--on-error", "skip"]) == 0
