@@ -69,11 +69,18 @@ def test_metadata_contents(small_index, vocab: Vocabulary) -> None:
 
 
 def test_searcher_accepts_matching_queries(small_index, small_queries, vocab: Vocabulary) -> None:
+    """Float queries are quantized by the index; queries declared quantized at the index's scale
+    pass as they are; both give the same run."""
     qids, queries = small_queries
-    with Searcher(small_index.path, vocab, expect=QuerySpec(MODEL, vocab.hash, 100.0)) as s:
+    with Searcher(small_index.path, vocab, expect=QuerySpec(MODEL, vocab.hash)) as s:
         run = s.search(qids, queries, 10, progress=False)
     assert len(run) == len(qids) and sum(len(h) > 0 for h in run.values()) > len(qids) // 2
     assert {d for h in run.values() for d, _ in h} <= set(small_index.ids)
+    impacts = Quantizer(scale=100.0)(queries)
+    with Searcher(small_index.path, vocab, expect=QuerySpec(MODEL, vocab.hash, 100.0)) as s:
+        assert s.search(qids, impacts, 10, progress=False) == run
+        with pytest.raises(LexretError, match="drop --scale"):
+            s.search(qids, queries, 10, progress=False)
 
 
 # ----- compatibility ----------------------------------------------------------------------------
