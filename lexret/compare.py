@@ -92,8 +92,9 @@ def encode_images_cached(paths: Sequence[Path], ids: list[str], sparse_enc, dens
     if path.is_file():
         log.info("encoded images from cache %s", path)
         return Encoded.load(path)
-    sp = sparse_enc.encode_images(list(paths), progress=True)
-    de = dense_enc.encode_images(list(paths), progress=True)
+    from lexret.encoders import encode_images_both
+
+    sp, de = encode_images_both(list(paths), sparse_enc, dense_enc, progress=True)
     enc = Encoded(ids, sp, np.ascontiguousarray(de, dtype=np.float32))
     enc.save(path)
     return enc
@@ -105,8 +106,10 @@ def encode_texts_cached(texts: list[str], sparse_enc, dense_enc, cache: Path) ->
     if path.is_file():
         enc = Encoded.load(path)
         return enc.sparse, enc.dense
-    sp = sparse_enc.encode_texts(texts, progress=True)
-    de = np.ascontiguousarray(dense_enc.encode_texts(texts, progress=True), dtype=np.float32)
+    from lexret.encoders import encode_texts_both
+
+    sp, de = encode_texts_both(texts, sparse_enc, dense_enc, progress=True)
+    de = np.ascontiguousarray(de, dtype=np.float32)
     Encoded([str(i) for i in range(len(texts))], sp, de).save(path)
     return sp, de
 

@@ -161,8 +161,16 @@ class SparseEncoder(_Base):
         with torch.inference_mode():
             for a in _batches(len(images), batch_size, progress, "encoding images"):
                 feats = self._image_features(images[a : a + batch_size])
-                parts.append(self._to_batch(self.model.encode_patches(feats)[0].numpy(), k))
+                parts.append(self.encode_image_features(feats, top_k=k))
         return SparseBatch.concat(parts)
+
+    def encode_image_features(self, feats: Any, top_k: int | None = None) -> SparseBatch:
+        """Frozen-backbone patch features ``(B, 49, 1280)`` -> pruned SparseBatch."""
+        import torch
+
+        with torch.inference_mode():
+            vecs = self.model.encode_patches(feats)[0].numpy()
+        return self._to_batch(vecs, self.top_k_doc if top_k is None else top_k)
 
     def decode(self, batch: SparseBatch, top: int = 20) -> list[list[tuple[str, float]]]:
         """The ``top`` heaviest ``(term, weight)`` pairs of each row, heaviest first."""
@@ -201,5 +209,47 @@ class DenseEncoder(_Base):
         with torch.inference_mode():
             for a in _batches(len(images), batch_size, progress, "encoding images"):
                 feats = self._image_features(images[a : a + batch_size])
-                parts.append(self.model.encode_patches(feats).numpy().astype(np.float32))
+                parts.append(self.encode_image_features(feats))
         return np.concatenate(parts)
+
+    def encode_image_features(self, feats: Any) -> np.ndarray:
+        """Frozen-backbone patch features ``(B, 49, 1280)`` -> float32 unit vectors."""
+        import torch
+
+        with torch.inference_mode():
+            return self.model.encode_patches(feats).numpy().astype(np.float32)
+
+
+def encode_images_both(
+    images: Sequence[Any], sparse: SparseEncoder, dense: DenseEncoder, batch_size: int = 32, progress: bool = False
+) -> tuple[SparseBatch, np.ndarray]:
+    """Encode images with both models, running the shared frozen image backbone once per batch
+    (it dominates the cost): the same vectors as ``encode_images`` of each model."""
+    import torch
+
+    dense._image = sparse.image_backbone
+    sp = [SparseBatch.empty(0, len(sparse.vocab))]
+    de = [np.zeros((0, dense.dim), np.float32)]
+    with torch.inference_mode():
+        for a in _batches(len(images), batch_size, progress, "encoding images (sparse + dense)"):
+            feats = sparse._image_features(images[a : a + batch_size])
+            sp.append(sparse.encode_image_features(feats))
+            de.append(dense.encode_image_features(feats))
+    return SparseBatch.concat(sp), np.concatenate(de)
+
+
+def encode_texts_both(
+    texts: Sequence[str], sparse: SparseEncoder, dense: DenseEncoder, batch_size: int = 64, progress: bool = False
+) -> tuple[SparseBatch, np.ndarray]:
+    """Encode texts with both models, running the shared frozen text backbone once per batch."""
+    import torch
+
+    dense._text = sparse.text_backbone
+    sp = [SparseBatch.empty(0, len(sparse.vocab))]
+    de = [np.zeros((0, dense.dim), np.float32)]
+    with torch.inference_mode():
+        for a in _batches(len(texts), batch_size, progress, "encoding texts (sparse + dense)"):
+            states, mask = sparse._text_features(texts[a : a + batch_size])
+            sp.append(sparse._to_batch(sparse.model.encode_text_states(states, mask)[0].numpy(), sparse.top_k_query))
+            de.append(dense.model.encode_text_states(states, mask).numpy().astype(np.float32))
+    return SparseBatch.concat(sp), np.concatenate(de)

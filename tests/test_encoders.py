@@ -73,6 +73,21 @@ def test_dense_encoder_finds_own_image(sample):
     assert _recall_at(q @ d.T, owner, 3) >= 0.85
 
 
+def test_encoding_with_both_models_equals_each_alone(sparse, sample):
+    from lexret.encoders import encode_images_both, encode_texts_both
+
+    images, captions, _ = sample
+    dense = DenseEncoder.from_pretrained()
+    sp, de = encode_images_both(images, sparse, dense, batch_size=5)
+    sp1 = sparse.encode_images(images, batch_size=5)
+    assert np.array_equal(sp.indptr, sp1.indptr) and np.array_equal(sp.indices, sp1.indices)
+    assert np.array_equal(sp.values, sp1.values) and np.array_equal(de, dense.encode_images(images, batch_size=5))
+    tq, td = encode_texts_both(captions[:20], sparse, dense, batch_size=8)
+    tq1 = sparse.encode_texts(captions[:20], batch_size=8)
+    assert np.array_equal(tq.indices, tq1.indices) and np.array_equal(tq.values, tq1.values)
+    assert np.array_equal(td, dense.encode_texts(captions[:20], batch_size=8))
+
+
 def test_encoders_do_not_import_search_stack():
     import subprocess
     import sys

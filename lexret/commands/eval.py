@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lexret.data import load_captions
-    from lexret.encoders import DenseEncoder, SparseEncoder
+    from lexret.encoders import DenseEncoder, SparseEncoder, encode_images_both, encode_texts_both
     from lexret.errors import LexretError
     from lexret.evaluation import (
         SplitIds,
@@ -68,8 +68,13 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         sparse = SparseEncoder.from_pretrained(args.model)
-        img_s = sparse.encode_images(images, batch_size=args.batch_size, progress=True)
-        cap_s = sparse.encode_texts(captions, batch_size=args.batch_size, progress=True)
+        dense = None if args.no_dense else DenseEncoder.from_pretrained(args.dense_model)
+        if dense is None:
+            img_s = sparse.encode_images(images, batch_size=args.batch_size, progress=True)
+            cap_s = sparse.encode_texts(captions, batch_size=args.batch_size, progress=True)
+        else:  # the frozen backbones run once for both models
+            img_s, img_d = encode_images_both(images, sparse, dense, batch_size=args.batch_size, progress=True)
+            cap_s, cap_d = encode_texts_both(captions, sparse, dense, batch_size=args.batch_size, progress=True)
         res = evaluate_sparse(
             ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse", k=args.k,
             scale=args.scale,
@@ -78,11 +83,7 @@ def run(args: argparse.Namespace) -> int:
         res["query_encode_ms"] = per_query_encode_ms(sparse.encode_texts, captions)
         res["model_id"] = sparse.model_id
         report["systems"]["sparse-lucene"] = res
-        del sparse
-        if not args.no_dense:
-            dense = DenseEncoder.from_pretrained(args.dense_model)
-            img_d = dense.encode_images(images, batch_size=args.batch_size, progress=True)
-            cap_d = dense.encode_texts(captions, batch_size=args.batch_size, progress=True)
+        if dense is not None:
             res = evaluate_dense(ids, img_d, cap_d, work=work / "dense", k=args.k)
             res["query_encode_ms"] = per_query_encode_ms(dense.encode_texts, captions)
             res["model_id"] = dense.model_id
