@@ -1,7 +1,7 @@
 """Caption collections: a JSONL file of ``{"image": ..., "captions": [...], "split": ...}`` lines.
 
 Image paths are relative to the folder of the JSONL file (absolute paths are kept). This is the
-Flickr8k form shipped in ``/work/shared/flickr8k/captions.jsonl`` and the form of user collections.
+Flickr8k form of ``../shared/flickr8k/captions.jsonl`` and the form of user collections.
 
 Bad input (a line that is not JSON, lacks ``image`` or ``captions``, an empty caption, a missing,
 unreadable, truncated or non-image file) raises :class:`~lexret.errors.InputError` naming the

@@ -9,7 +9,8 @@ from typing import Any
 
 from lexret.errors import LexretError
 
-DEFAULT_DATA = "/work/shared/flickr8k/captions.jsonl"
+# Flickr8k sits beside the repository (``../shared``) on the project's machines; ``--data`` overrides.
+DEFAULT_DATA = "../shared/flickr8k/captions.jsonl"
 
 
 @dataclass
