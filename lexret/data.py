@@ -151,7 +151,8 @@ def load_captions(
                 if item.key in seen:
                     raise InputError(f"image {item.key!r} already listed on line {seen[item.key]}", path=str(p), line=n)
                 if check_images and not item.image.is_file():
-                    raise InputError(f"image file {item.image} not found", path=str(p), line=n)
+                    what = "is a directory, not an image file" if item.image.is_dir() else "not found"
+                    raise InputError(f"image file {item.image} {what}; fix the path", path=str(p), line=n)
             except InputError as e:
                 if on_error == "stop":
                     raise
@@ -168,41 +169,138 @@ def load_captions(
     return Collection(p, items, skipped)
 
 
-def load_image(src: str | Path | Image.Image, *, path: str | None = None, line: int | None = None) -> Image.Image:
-    """Open an image fully (truncated files raise), converted to RGB."""
+def load_image(
+    src: str | Path | Image.Image, *, path: str | None = None, line: int | None = None, size: int | None = IMAGE_SIZE
+) -> Image.Image:
+    """Decode an image fully (truncated files raise) and return it upright, in RGB.
+
+    What is done to hostile or unusual files (each failure is an :class:`InputError` that names the
+    image, and ``path``/``line`` of the list it came from when given):
+
+    - a missing path, a directory, an empty file, a non-image or a truncated file is refused;
+    - more than :data:`MAX_IMAGE_PIXELS` pixels is refused before decoding (decompression bombs);
+    - with ``size`` set, an image whose short side is at least ``REDUCE_FACTOR * size`` is reduced
+      while decoding (JPEG: DCT scaling via ``Image.draft``; others: ``Image.reduce``) to a short side
+      of at least ``2 * size``, so memory stays bounded; smaller images are decoded as they are;
+    - the EXIF orientation tag is applied (``ImageOps.exif_transpose``);
+    - transparency (RGBA, LA, PA, P or L/RGB with a transparent colour) is composited on white;
+      16-bit greyscale (``I;16``, or ``I`` with values above 255) is scaled from 0-65535 to 0-255;
+      every other mode (CMYK, P, 1, L, ...) goes through PIL's conversion to RGB.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(src, Image.Image):
+    own = not isinstance(src, Image.Image)
+    name = str(src) if own else ""
+
+    def fail(what: str) -> InputError:
+        """``FILE: what``, or ``LIST:LINE: image FILE what`` when the image came from a list."""
+        if path is not None:
+            return InputError(f"image {name} {what}" if name else f"image {what}", path=path, line=line)
+        return InputError(what, path=name) if name else InputError(f"image {what}")
+
+    if not own:
         img = src
     else:
         p = Path(src)
-        where = path or str(p)
+        if p.is_dir():
+            raise fail("is a directory, not an image file; list image files only")
         if not p.is_file():
-            raise InputError(f"image file {p} not found", path=where, line=line)
+            raise fail("not found; check the path")
+        if p.stat().st_size == 0:
+            raise fail("is an empty file (0 bytes); replace or remove it")
         try:
-            img = Image.open(p)
-            img.load()
+            with warnings.catch_warnings():  # lexret applies its own bound below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(p)
+        except Image.DecompressionBombError as e:
+            raise fail(f"is too large to decode ({e}); downscale it") from None
         except UnidentifiedImageError:
-            raise InputError(f"{p} is not an image PIL can read", path=where, line=line) from None
+            raise fail("is not an image PIL can read; replace it with a JPEG or PNG or remove it") from None
         except OSError as e:
-            raise InputError(f"{p} is truncated or unreadable ({e})", path=where, line=line) from None
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return img
+            raise fail(f"is truncated or unreadable ({e}); re-download or re-export it") from None
+        except Exception as e:  # PIL raises ValueError, SyntaxError, struct.error ... on damaged headers
+            raise fail(f"has a damaged header ({type(e).__name__}: {e}); re-export it as JPEG or PNG") from None
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise fail(
+            f"is {w}x{h} = {w * h:,} pixels, more than the {MAX_IMAGE_PIXELS:,} lexret decodes "
+            "(a bound against decompression bombs); downscale it"
+        )
+    try:
+        if own and size and img.format == "JPEG" and min(w, h) >= REDUCE_FACTOR * size:
+            img.draft(None, (2 * size, 2 * size))  # decode at 1/2, 1/4 or 1/8 scale: never the full bitmap
+        img.load()
+        img = _upright(img)
+        if size and min(img.size) >= REDUCE_FACTOR * size:
+            if img.mode in _NO_REDUCE:
+                img = _to_rgb(img)
+            img = img.reduce(min(img.size) // (2 * size))
+        return _to_rgb(img)
+    except OSError as e:
+        raise fail(f"is truncated or unreadable ({e}); re-download or re-export it") from None
+    except Exception as e:
+        raise fail(f"cannot be decoded ({type(e).__name__}: {e}); re-export it as JPEG or PNG") from None
+
+
+MAX_IMAGE_PIXELS = 100_000_000  # 10,000 x 10,000: larger images are refused before decoding
+REDUCE_FACTOR = 4  # short side >= 4 x the model input (896 px): reduced while decoding
+_NO_REDUCE = ("1", "P", "I;16", "I;16L", "I;16B", "I;16N")  # Image.reduce does not take them
+WHITE = (255, 255, 255)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag (a damaged EXIF block is ignored, with a debug message)."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as e:  # malformed EXIF: keep the pixels as stored
+        log.debug("ignoring unreadable EXIF orientation (%s)", e)
+        return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB with transparency composited on white and 16-bit greyscale scaled to 8 bits."""
+    from PIL import Image
+
+    if img.mode == "RGB" and not img.has_transparency_data:
+        return img
+    if img.mode.startswith("I"):  # I;16, I;16B, ..., I
+        arr = np.asarray(img)
+        if img.mode.startswith("I;16") or (arr.size and arr.max() > 255):
+            arr = np.rint(np.clip(arr, 0, 65535) / 257.0)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    if img.has_transparency_data:
+        bg = Image.new("RGBA", img.size, (*WHITE, 255))
+        bg.alpha_composite(img.convert("RGBA"))
+        return bg.convert("RGB")
+    return img.convert("RGB")
 
 
 def preprocess_image(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     """Resize the short side to ``size`` (bicubic), centre-crop, normalise as EfficientNet-Lite expects
-    (``(x - 127) / 128``): ``(3, size, size)`` float32."""
+    (``(x - 127) / 128``): ``(3, size, size)`` float32.
+
+    An image with an aspect ratio beyond 16:1 (a 10,000 x 1 strip) is cropped to its centre square
+    before resizing, so the intermediate image stays small."""
     from PIL import Image
 
     w, h = img.size
     if (w, h) != (size, size):
         s = size / min(w, h)
         nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        img = img.resize((nw, nh), Image.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        img = img.crop((left, top, left + size, top + size))
+        if nw * nh > 16 * size * size:
+            side = min(w, h)
+            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+            img = img.resize((size, size), Image.BICUBIC, box=box)
+        else:
+            img = img.resize((nw, nh), Image.BICUBIC)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+    if img.mode != "RGB":
+        img = _to_rgb(img)
     x = (np.asarray(img, dtype=np.float32) - PIXEL_MEAN) / PIXEL_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
