@@ -25,6 +25,7 @@ import numpy as np
 
 from lexret.trec import Run
 
+WARMUP_QUERIES = 1000
 SYSTEMS = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
 
 
@@ -41,8 +42,18 @@ class Measurement:
 
 
 def _peak_rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    """Peak resident memory of this process since it started.
+
+    ``ru_maxrss`` survives ``exec``: a child forked from a large parent (torch and the models
+    loaded) would report the parent's size. ``VmHWM`` belongs to the address space, which ``exec``
+    replaces, so it is read first."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 def _timed_latencies(search_one: Callable[[int], object], n: int) -> np.ndarray:
@@ -124,7 +135,9 @@ def measure(
         raise ValueError(f"unknown system {system!r}; one of {SYSTEMS}")
 
     n_lat = min(len(qids), latency_queries or len(qids))
-    batch_search(qids, qsel, 1)  # warm-up: JIT compilation, page cache, lazy allocations
+    n_warm = min(len(qids), WARMUP_QUERIES)
+    warm = qsel.slice(0, n_warm) if hasattr(qsel, "slice") else qsel[:n_warm]
+    batch_search(qids[:n_warm], warm, 1)  # warm-up: JIT compilation, page cache, lazy allocations
     lat = _timed_latencies(one, n_lat)
     t = time.perf_counter()
     run = batch_search(qids, qsel, 1)
