@@ -259,6 +259,7 @@ def run_compare(
         log.info("corpus of %d items: %d split images, %d real and %d synthetic distractors", len(corpus),
                  len(split.ids), corpus.n_real, corpus.n_synthetic)  # fmt: skip
         built = build_systems(corpus, sparse_enc.vocab, sparse_enc.model_id, cfg, size_dir)
+        runs_by_system = {}
         for system in cfg.systems:
             b = built[system]
             queries = q_sparse if system.startswith("sparse") else q_dense
@@ -266,7 +267,8 @@ def run_compare(
                 system, b["artifact"], queries, cfg.k, size_dir / "runs", latency_queries=cfg.latency_queries,
                 heap=cfg.heap,
             )  # fmt: skip
-            metrics = evaluate(read_run(run_file), qrels, ("R@1", "R@5", "R@10"))
+            runs_by_system[system] = run = read_run(run_file)
+            metrics = evaluate(run, qrels, ("R@1", "R@5", "R@10"))
             rec = {
                 "system": system,
                 "corpus_size": len(corpus),
@@ -287,10 +289,22 @@ def run_compare(
                 rec["hnsw"] = asdict(cfg.hnsw)
             records.append(rec)
             log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
+        if {"sparse-lucene", "sparse-scipy"} <= runs_by_system.keys():
+            differ = run_differences(runs_by_system["sparse-lucene"], runs_by_system["sparse-scipy"])
+            lucene_rec = next(r for r in records if r["system"] == "sparse-lucene" and r["corpus_size"] == len(corpus))
+            lucene_rec["queries_differing_from_scipy"] = differ
+            log.log(logging.INFO if differ == 0 else logging.WARNING,
+                    "Lucene vs scipy brute force at %d: %d of %d queries differ (ids, order or scores)",
+                    len(corpus), differ, len(ids.caption_ids))  # fmt: skip
         write_json(out_dir / "compare.json", records)  # after each size: a partial result survives
         shutil.rmtree(size_dir / "dense-faiss-flat", ignore_errors=True)  # large and rebuilt in seconds
     plot(records, out_dir)
     return records
+
+
+def run_differences(a: dict[str, list[tuple[str, float]]], b: dict[str, list[tuple[str, float]]]) -> int:
+    """How many queries have different ranked lists (ids, order or scores) in two runs."""
+    return sum(a.get(q) != b.get(q) for q in a.keys() | b.keys())
 
 
 def format_records(records: list[dict[str, Any]]) -> str:

@@ -88,3 +88,13 @@ def test_format_and_plot(tmp_path):
     for name in ("latency_vs_size.png", "index_size_vs_size.png", "recall_vs_latency.png"):
         assert (tmp_path / name).stat().st_size > 1000
     json.dumps(recs)
+
+
+def test_run_differences_counts_queries_with_other_ids_order_or_scores():
+    from lexret.compare import run_differences
+
+    a = {"q1": [("d1", 3.0), ("d2", 2.0)], "q2": [("d3", 1.0)], "q3": []}
+    assert run_differences(a, dict(a)) == 0
+    b = {"q1": [("d2", 2.0), ("d1", 3.0)], "q2": [("d3", 1.5)], "q3": []}
+    assert run_differences(a, b) == 2
+    assert run_differences(a, {"q1": a["q1"], "q2": a["q2"]}) == 1  # a missing query counts
