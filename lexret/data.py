@@ -318,7 +318,11 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def read_texts(path: str | Path, *, on_error: OnError = "stop") -> tuple[list[str], list[str]]:
     """Texts to encode: a ``.jsonl`` file of ``{"id"?: ..., "text": ...}`` lines (``id`` defaults
-    to the line number) or a plain file with one text a line (id = line number)."""
+    to the line number) or a plain file with one text a line (id = line number).
+
+    Texts are stripped. In JSONL an empty or whitespace-only ``"text"`` is kept (it encodes to an
+    empty vector); in a plain file blank lines separate nothing and are left out (ids stay line
+    numbers). A line without a text string is an error."""
     p = Path(path)
     if not p.is_file():
         raise InputError("texts file not found", path=str(p))
@@ -339,8 +343,9 @@ def read_texts(path: str | Path, *, on_error: OnError = "stop") -> tuple[list[st
                     if not isinstance(obj, dict):
                         raise InputError('each line must be an object {"id": ..., "text": ...}', path=str(p), line=n)
                     text = obj.get("text", obj.get("query", obj.get("caption")))
-                    if not isinstance(text, str) or not text.strip():
-                        raise InputError("missing or empty 'text'", path=str(p), line=n)
+                    if not isinstance(text, str):
+                        what = "missing" if text is None else f"not a string ({type(text).__name__})"
+                        raise InputError(f"'text' is {what}", path=str(p), line=n)
                     tid = str(obj.get("id", n))
                 else:
                     text, tid = line.strip(), str(n)

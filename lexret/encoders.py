@@ -36,10 +36,25 @@ def shipped_checkpoint(kind: str) -> Path:
     return p
 
 
+THREADS_ENV = "LEXRET_THREADS"
+
+
+def encoder_threads() -> int:
+    """Torch threads for encoding: ``$LEXRET_THREADS`` (0 or unset: one per CPU core)."""
+    raw = os.environ.get(THREADS_ENV, "").strip() or "0"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0 or n > 1024:
+        raise LexretError(f"{THREADS_ENV}={raw!r} is not a thread count; set it to 1..1024, or 0 for all cores")
+    return n or (os.cpu_count() or 1)
+
+
 def _set_threads() -> None:
     import torch
 
-    n = int(os.environ.get("LEXRET_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    n = encoder_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -136,18 +151,47 @@ class SparseEncoder(_Base):
             rows.append((self._active[nz], w))
         return SparseBatch.from_rows(rows, len(self.vocab))
 
+    @property
+    def max_text_len(self) -> int:
+        """Wordpieces the text backbone reads, ``[CLS]`` and ``[SEP]`` included; longer texts are cut."""
+        return int(self.text_backbone.max_len)
+
+    def truncated(self, texts: Sequence[str]) -> list[int]:
+        """Positions of the texts longer than :attr:`max_text_len` wordpieces: only their first
+        ``max_text_len - 2`` wordpieces are encoded."""
+        n = self.max_text_len
+        tok = self.text_backbone.tokenizer(list(texts), truncation=True, max_length=n + 1)
+        return [i for i, ids in enumerate(tok["input_ids"]) if len(ids) > n]
+
     def encode_texts(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, top_k: int | None = None
     ) -> SparseBatch:
-        """Texts -> float32 SparseBatch, each row pruned to its ``top_k`` (default ``top_k_query``) terms."""
+        """Texts -> float32 SparseBatch, each row pruned to its ``top_k`` (default ``top_k_query``) terms.
+
+        An empty or whitespace-only text gives an empty row (no terms): it is kept in place, never
+        dropped, and never goes through the model. Texts longer than :attr:`max_text_len` wordpieces
+        are truncated to it (see :meth:`truncated`)."""
         import torch
 
         k = self.top_k_query if top_k is None else top_k
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise LexretError(f"text {i} is a {type(t).__name__}, not a string")
         parts = [SparseBatch.empty(0, len(self.vocab))]
         with torch.inference_mode():
             for a in _batches(len(texts), batch_size, progress, "encoding texts"):
-                states, mask = self._text_features(texts[a : a + batch_size])
-                parts.append(self._to_batch(self.model.encode_text_states(states, mask)[0].numpy(), k))
+                part = texts[a : a + batch_size]
+                keep = [i for i, t in enumerate(part) if t.strip()]
+                if not keep:
+                    parts.append(SparseBatch.empty(len(part), len(self.vocab)))
+                    continue
+                states, mask = self._text_features([part[i] for i in keep])
+                vecs = self.model.encode_text_states(states, mask)[0].numpy()
+                if len(keep) < len(part):
+                    full = np.zeros((len(part), vecs.shape[1]), dtype=vecs.dtype)
+                    full[keep] = vecs
+                    vecs = full
+                parts.append(self._to_batch(vecs, k))
         return SparseBatch.concat(parts)
 
     def encode_images(
@@ -163,6 +207,15 @@ class SparseEncoder(_Base):
                 feats = self._image_features(images[a : a + batch_size])
                 parts.append(self.encode_image_features(feats, top_k=k))
         return SparseBatch.concat(parts)
+
+    def encode_pixels(self, pixels: np.ndarray, top_k: int | None = None) -> SparseBatch:
+        """Preprocessed images ``(B, 3, 224, 224)`` (:func:`lexret.data.preprocess_image`) as one batch:
+        the rows ``encode_images`` gives for the same images in one batch."""
+        import torch
+
+        with torch.inference_mode():
+            feats = self.image_backbone(torch.from_numpy(np.ascontiguousarray(pixels))).to(torch.float16).float()
+        return self.encode_image_features(feats, top_k=top_k)
 
     def encode_image_features(self, feats: Any, top_k: int | None = None) -> SparseBatch:
         """Frozen-backbone patch features ``(B, 49, 1280)`` -> pruned SparseBatch."""

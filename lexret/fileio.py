@@ -12,14 +12,20 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; rename it to ``path`` when the block succeeds."""
+def atomic_write(path: str | Path, mode: str = "w", *, fsync: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it to ``path`` when the block succeeds.
+
+    ``fsync`` forces the content to disk before the rename (for records that must survive a crash
+    of the machine, not only of the process)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -33,7 +39,7 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    with atomic_write(path) as f:
+def write_json(path: str | Path, obj: Any, *, fsync: bool = False) -> None:
+    with atomic_write(path, fsync=fsync) as f:
         json.dump(obj, f, indent=1)
         f.write("\n")

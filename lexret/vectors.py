@@ -73,7 +73,7 @@ def write_vectors(
     """Write ``batch`` as JSONL (or ``.npz`` by suffix) atomically: the final name appears only
     when the file is complete."""
     path = Path(path)
-    _check_ids(list(ids), len(batch), str(path))
+    check_ids(list(ids), len(batch), str(path))
     if len(vocab) != batch.dim:
         raise ValueError(f"vocabulary has {len(vocab)} terms, vectors have dim {batch.dim}")
     meta = dict(meta or {})
@@ -91,10 +91,14 @@ def write_vectors(
             )
     else:
         with atomic_write(path) as f:
-            for docid, vec in zip(ids, batch.to_dicts(vocab)):
-                f.write(json.dumps({"id": docid, "vector": vec}, ensure_ascii=False))
-                f.write("\n")
+            f.writelines(vector_lines(ids, batch, vocab))
     write_json(meta_path(path), meta)
+
+
+def vector_lines(ids: Sequence[str], batch: SparseBatch, vocab: Vocabulary) -> Iterator[str]:
+    """The JSONL lines of ``batch`` (each ending in a newline), exactly as :func:`write_vectors` writes them."""
+    for docid, vec in zip(ids, batch.to_dicts(vocab)):
+        yield json.dumps({"id": docid, "vector": vec}, ensure_ascii=False) + "\n"
 
 
 def _parse_line(line: str, n: int, path: str, vocab: Vocabulary) -> tuple[str, np.ndarray, np.ndarray]:
@@ -215,14 +219,14 @@ def _read_npz(p: Path, vocab: Vocabulary) -> VectorSet:
             f"vectors use vocabulary {meta['vocab_hash']}, expected {vocab.hash}; pass the matching --vocab",
             path=str(p),
         )
-    _check_ids(ids, len(batch), str(p))
+    check_ids(ids, len(batch), str(p))
     return VectorSet(ids, batch, meta)
 
 
 _WHITESPACE = re.compile(r"\s")
 
 
-def _check_ids(ids: list[str], n: int, path: str) -> None:
+def check_ids(ids: list[str], n: int, path: str) -> None:
     """The id rules of the JSONL reader: as many ids as vectors, non-empty, no whitespace, unique."""
     if len(ids) != n:
         raise InputError(f"{len(ids)} ids for {n} vectors; each vector needs exactly one id", path=path)

@@ -124,10 +124,19 @@ def test_list_images_and_read_texts(coll, tmp_path):
     t = tmp_path / "q.txt"
     t.write_text("a dog\n\na cat\n")
     assert read_texts(t) == (["1", "3"], ["a dog", "a cat"])
-    j = _write(tmp_path / "q.jsonl", [{"id": "q1", "text": "a dog"}, {"text": "a cat"}, {"id": "q3", "text": ""}])
-    with pytest.raises(InputError, match="q.jsonl:3: missing or empty 'text'"):
+    j = _write(tmp_path / "q.jsonl", [{"id": "q1", "text": "a dog"}, {"text": "a cat"}, {"id": "q3", "title": "x"}])
+    with pytest.raises(InputError, match="q.jsonl:3: 'text' is missing"):
         read_texts(j)
     assert read_texts(j, on_error="skip") == (["q1", "2"], ["a dog", "a cat"])
+    j = _write(tmp_path / "q.jsonl", [{"id": "q1", "text": 5}])
+    with pytest.raises(InputError, match=r"q.jsonl:1: 'text' is not a string \(int\)"):
+        read_texts(j)
+
+
+def test_empty_jsonl_texts_are_kept(tmp_path):
+    """An explicit empty or blank text is an item (it encodes to an empty vector), never dropped."""
+    j = _write(tmp_path / "q.jsonl", [{"id": "a", "text": ""}, {"id": "b", "text": " \t "}, {"id": "c", "text": "x"}])
+    assert read_texts(j) == (["a", "b", "c"], ["", "", "x"])
 
 
 # ----- hostile images ---------------------------------------------------------------------------

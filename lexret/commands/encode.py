@@ -1,4 +1,10 @@
-"""``lexret encode``: images (a folder or a captions JSONL) or texts -> a sparse vector file."""
+"""``lexret encode``: images (a folder or a captions JSONL) or texts -> a sparse vector file.
+
+The job streams: items are encoded chunk by chunk and each finished chunk is appended to a partial
+file beside the output, with a progress record (see :mod:`lexret.partial`). The output appears under
+its final name only when complete; ``--resume`` continues an interrupted job. Chunks are whole
+batches, so a resumed job gives the same vectors, byte for byte, as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,38 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CHUNK = 1024
+MAX_BATCH = 4096
+MAX_CHUNK = 1_000_000
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "encode",
         help="encode images or texts into sparse vectors (JSONL)",
         description="Encode with the sparse model (default: the shipped checkpoint). Image ids are paths "
-        "relative to the folder or the JSONL's image values; text ids are line numbers or the 'id' field.",
+        "relative to the folder or the JSONL's image values; text ids are line numbers or the 'id' field. "
+        'An empty text (JSONL "text": "") gives an empty vector; texts longer than the model\'s '
+        "48 wordpieces are truncated (and counted in the log). Interrupted jobs continue with --resume.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="a folder of images, or a captions JSONL whose 'image' entries are encoded")
     src.add_argument("--texts", help="a text file (one text a line) or JSONL of {'id', 'text'}")
     p.add_argument("--out", required=True, help="output vectors (.jsonl, or .npz)")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped sparse model)")
-    p.add_argument("--batch-size", type=int, default=None, help="items per forward pass (default 32 images / 64 texts)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"items per forward pass, 1..{MAX_BATCH} (default 32 images / 64 texts)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK,
+        help=f"items encoded between two progress records, rounded up to whole batches (default {DEFAULT_CHUNK})",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted job writing --out")
     p.add_argument("--top-k", type=int, default=None, help="terms kept per item (default: the model's, 64/32)")
     p.add_argument("--split", default=None, help="with a captions JSONL: only items of this split")
     p.add_argument(
@@ -30,43 +54,34 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _image_inputs(src: Path, split: str | None, on_error: str) -> tuple[list[str], list[Path]]:
+def _image_inputs(
+    src: Path, split: str | None, on_error: str
+) -> tuple[list[str], list[Path], str | None, list[int | None]]:
+    """Ids, files, the list file they come from (``None`` for a folder) and each item's line in it."""
     from lexret.data import list_images, load_captions
 
     if src.is_dir():
         files = list_images(src)
-        return [f.relative_to(src).as_posix() for f in files], files
+        return [f.relative_to(src).as_posix() for f in files], files, None, [None] * len(files)
     coll = load_captions(src, split=split, on_error=on_error)
-    return [it.key for it in coll.items], [it.image for it in coll.items]
+    items = coll.items
+    return [it.key for it in items], [it.image for it in items], str(coll.path), [it.line for it in items]
 
 
-def _check_images(ids: list[str], files: list[Path], on_error: str) -> tuple[list[str], list]:
-    """Decode every image once up front so that a bad file is reported by name (or skipped)."""
-    from lexret.data import load_image
-    from lexret.errors import InputError
+def _check_args(args: argparse.Namespace) -> None:
+    from lexret.encoders import encoder_threads
+    from lexret.errors import LexretError
+    from lexret.vocab import default_vocabulary
 
-    keep_ids, imgs, skipped = [], [], []
-    for i, f in zip(ids, files):
-        try:
-            load_image(f)
-        except InputError as e:
-            if on_error == "stop":
-                raise
-            skipped.append(str(e))
-            continue
-        keep_ids.append(i)
-        imgs.append(f)
-    if skipped:
-        log.warning("skipped %d unreadable images:", len(skipped))
-        for s in skipped[:20]:
-            log.warning("  %s", s)
-    return keep_ids, imgs
-
-
-def write_vector_file(path: Path, ids: list[str], batch, vocab, meta: dict) -> None:
-    from lexret.vectors import write_vectors
-
-    write_vectors(path, ids, batch, vocab, meta=meta)
+    if args.batch_size is not None and not 1 <= args.batch_size <= MAX_BATCH:
+        raise LexretError(f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}")
+    if not 1 <= args.chunk_size <= MAX_CHUNK:
+        raise LexretError(f"--chunk-size must be between 1 and {MAX_CHUNK:,}, got {args.chunk_size}")
+    if args.top_k is not None and not 1 <= args.top_k <= len(default_vocabulary()):
+        raise LexretError(f"--top-k must be between 1 and the vocabulary size, got {args.top_k}")
+    if Path(args.out).is_dir():
+        raise LexretError(f"--out {args.out} is a directory; give a file name ending in .jsonl or .npz")
+    encoder_threads()  # a bad $LEXRET_THREADS is reported before any work
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,27 +89,126 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lexret.encoders import SparseEncoder
-    from lexret.errors import LexretError
+    from lexret.errors import InputError, LexretError
+    from lexret.partial import PartialVectorFile, fingerprint
+    from lexret.vectors import check_ids
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise LexretError("--batch-size must be at least 1")
-    if args.top_k is not None and args.top_k < 1:
-        raise LexretError("--top-k must be at least 1")
-    enc = SparseEncoder.from_pretrained(args.model)
-    meta = enc.metadata()
+    _check_args(args)
+    texts: list[str] | None = None
     if args.images:
-        ids, files = _image_inputs(Path(args.images), args.split, args.on_error)
-        ids, files = _check_images(ids, files, args.on_error)
-        batch = enc.encode_images(files, batch_size=args.batch_size or 32, progress=True, top_k=args.top_k)
-        meta["side"] = "image"
+        ids, files, listed_in, lines = _image_inputs(Path(args.images), args.split, args.on_error)
+        source = args.images
     else:
         from lexret.data import read_texts
 
         ids, texts = read_texts(args.texts, on_error=args.on_error)
-        batch = enc.encode_texts(texts, batch_size=args.batch_size or 64, progress=True, top_k=args.top_k)
-        meta["side"] = "text"
-    meta["top_k"] = args.top_k or (enc.top_k_doc if args.images else enc.top_k_query)
-    write_vector_file(Path(args.out), ids, batch, enc.vocab, meta)
-    tpr = batch.terms_per_row()
-    log.info("wrote %d vectors (%.1f terms each on average) to %s", len(ids), tpr.mean() if len(tpr) else 0, args.out)
+        source = listed_in = args.texts
+    check_ids(ids, len(ids), str(listed_in or source))  # unique and without whitespace, before any work
+    enc = SparseEncoder.from_pretrained(args.model)
+    side = "image" if args.images else "text"
+    top_k = args.top_k or (enc.top_k_doc if args.images else enc.top_k_query)
+    batch_size = args.batch_size or (32 if args.images else 64)
+    chunk_size = -(-args.chunk_size // batch_size) * batch_size  # whole batches: resumed runs batch alike
+    if chunk_size != args.chunk_size:
+        log.info("chunk size rounded up to %d, a whole number of batches of %d", chunk_size, batch_size)
+    fp = fingerprint(
+        source=source, side=side, ids=ids, model_id=enc.model_id, top_k=top_k, vocab_hash=enc.vocab.hash,
+        split=args.split if args.images else None, texts=texts,
+    )  # fmt: skip
+    meta = {**enc.metadata(), "side": side, "top_k": top_k}
+    with PartialVectorFile(
+        args.out, fp, enc.vocab, batch_size=batch_size, chunk_size=chunk_size, resume=args.resume
+    ) as out:
+        try:
+            if texts is not None:
+                _encode_texts(enc, out, ids, texts, top_k)
+            else:
+                _encode_images(enc, out, ids, files, listed_in, lines, top_k, args.on_error)
+        except (KeyboardInterrupt, LexretError):
+            if out.state.done:
+                log.warning(
+                    "%d of %d items are done and kept in %s; rerun with --resume to continue",
+                    out.state.done, len(ids), out.partial,
+                )  # fmt: skip
+            raise
+        skipped = out.state.skipped
+        if skipped:
+            log.warning("skipped %d unreadable images:", len(skipped))
+            for docid, reason in skipped[:50]:
+                log.warning("  %s: %s", docid, reason)
+            if len(skipped) > 50:
+                log.warning("  ... and %d more", len(skipped) - 50)
+        if not out.state.rows:
+            raise InputError(f"none of the {len(ids)} items could be encoded; see the messages above", path=source)
+        rows = out.state.rows
+        out.finish(meta)
+    log.info("wrote %d vectors to %s", rows, args.out)
     return 0
+
+
+def _progress(total: int, done: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit=unit, desc=f"encoding {unit}s", disable=total - done <= 0)
+
+
+def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int) -> None:
+    s = out.state
+    empty = [ids[i] for i in range(s.done, len(texts)) if not texts[i].strip()]
+    if empty:
+        log.warning(
+            "%d empty texts give empty vectors (kept; they match nothing): %s%s",
+            len(empty), ", ".join(empty[:10]), " ..." if len(empty) > 10 else "",
+        )  # fmt: skip
+    truncated: list[str] = []
+    with _progress(len(texts), s.done, "text") as bar:
+        for a in range(s.done, len(texts), s.chunk_size):
+            chunk = texts[a : a + s.chunk_size]
+            batch = enc.encode_texts(chunk, batch_size=s.batch_size, top_k=top_k)
+            truncated += [ids[a + i] for i in enc.truncated(chunk)]
+            out.append(ids[a : a + len(chunk)], batch, done=a + len(chunk))
+            bar.update(len(chunk))
+    if truncated:
+        n = enc.max_text_len
+        log.warning(
+            "%d texts are longer than %d wordpieces; only their first %d were encoded: %s%s",
+            len(truncated), n, n - 2, ", ".join(truncated[:10]), " ..." if len(truncated) > 10 else "",
+        )  # fmt: skip
+
+
+def _encode_images(
+    enc, out, ids: list[str], files: list[Path], listed_in: str | None, lines: list, top_k: int, on_error: str
+) -> None:
+    """Decode and encode a batch at a time (memory holds one batch of pixels); a bad image stops the
+    job (``stop``: the chunks before it are kept for --resume) or is skipped and recorded."""
+    import numpy as np
+
+    from lexret.data import load_image, preprocess_image
+    from lexret.errors import InputError
+    from lexret.types import SparseBatch
+
+    s = out.state
+    n = len(ids)
+    with _progress(n, s.done, "image") as bar:
+        for a in range(s.done, n, s.chunk_size):
+            end = min(a + s.chunk_size, n)
+            chunk_ids: list[str] = []
+            parts = [SparseBatch.empty(0, len(enc.vocab))]
+            skipped: list[tuple[str, str]] = []
+            for b in range(a, end, s.batch_size):
+                pixels, good = [], []
+                for i in range(b, min(b + s.batch_size, end)):
+                    try:
+                        pixels.append(preprocess_image(load_image(files[i], path=listed_in, line=lines[i])))
+                    except InputError as e:
+                        if on_error == "stop":
+                            raise
+                        log.warning("skipping %s", e)
+                        skipped.append((ids[i], str(e)))
+                        continue
+                    good.append(ids[i])
+                if good:
+                    parts.append(enc.encode_pixels(np.stack(pixels), top_k=top_k))
+                    chunk_ids += good
+            out.append(chunk_ids, SparseBatch.concat(parts), done=end, skipped=skipped)
+            bar.update(end - a)
