@@ -236,3 +236,48 @@ def test_cli_search_results_match_int_query_file(coll: Collection, vocab: Vocabu
         args = ["search", "--index", str(coll.index), "--queries", str(tmp_path / f"{name}.jsonl"), *extra]
         assert main(["-q", *args, "--out", str(tmp_path / f"{name}.run"), "--backend", "scipy"]) == 0
     assert (tmp_path / "qi.run").read_text() == (tmp_path / "qf.run").read_text()
+
+
+# ----- resource bounds: JVM heap, chunk sizes ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["64m", "512M", "4g", "65536k"])
+def test_heap_sizes_the_jvm_takes(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lexret.backends.lucene import DEFAULT_HEAP, HEAP_ENV, resolve_heap
+
+    monkeypatch.delenv(HEAP_ENV, raising=False)
+    assert resolve_heap(value) == value and resolve_heap(None) == DEFAULT_HEAP
+    monkeypatch.setenv(HEAP_ENV, value)
+    assert resolve_heap(None) == value and resolve_heap("1g") == "1g"  # the flag wins over the variable
+
+
+@pytest.mark.parametrize(
+    "value,needle",
+    [
+        ("12q", "is not a JVM heap size"),
+        ("4 gb", "is not a JVM heap size"),
+        ("-1g", "is not a JVM heap size"),
+        ("0", "is not a JVM heap size"),
+        ("1m", "is too small: Lucene needs at least 64m"),
+        ("100000t", "is more than this machine's memory"),
+    ],
+)
+def test_out_of_range_heap_is_refused_before_any_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, value: str, needle: str
+) -> None:
+    monkeypatch.delenv("LEXRET_JAVA_HEAP", raising=False)
+    search = ["search", "--index", "idx", "--queries", "q.jsonl", "--out", str(tmp_path / "run.txt")]
+    assert main([*search, f"--heap={value}"]) == 2
+    assert f"--heap {value!r} {needle}" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("LEXRET_JAVA_HEAP", value)
+    assert main(["index", "--vectors", "docs.jsonl", "--out", str(tmp_path / "idx")]) == 2
+    assert f"$LEXRET_JAVA_HEAP {value!r} {needle}" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--chunk-size", "--threads", "--k"])
+def test_search_counts_must_be_positive(tmp_path: Path, caplog: pytest.LogCaptureFixture, flag: str) -> None:
+    args = ["search", "--index", "idx", "--queries", "q.jsonl", "--out", str(tmp_path / "run.txt"), flag, "0"]
+    assert main(args) == 2
+    assert "must be at least 1" in caplog.text

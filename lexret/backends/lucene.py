@@ -16,6 +16,7 @@ import glob
 import importlib.util
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,34 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HEAP = "4g"
 HEAP_ENV = "LEXRET_JAVA_HEAP"
+MIN_HEAP_BYTES = 64 * 2**20
+_HEAP = re.compile(r"([1-9][0-9]*)([kmgt]?)", re.IGNORECASE)
 _VECTOR_MODULE = "jdk.incubator.vector"
+
+
+def resolve_heap(heap: str | None = None) -> str:
+    """The JVM heap (``-Xmx`` value) to use: ``heap`` (``--heap``), else ``$LEXRET_JAVA_HEAP``, else 4g.
+
+    It must be a size the JVM understands (``512m``, ``4g``, ...), at least 64m and at most the
+    machine's memory; anything else is a :class:`LexretError` that names where the value came from."""
+    value, source = (heap, "--heap") if heap else (os.environ.get(HEAP_ENV, "").strip(), f"${HEAP_ENV}")
+    if not value:
+        return DEFAULT_HEAP
+    m = _HEAP.fullmatch(value.strip())
+    if not m:
+        raise LexretError(f"{source} {value!r} is not a JVM heap size; use a number with k, m, g or t, e.g. 512m or 4g")
+    size = int(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " ")
+    if size < MIN_HEAP_BYTES:
+        raise LexretError(f"{source} {value!r} is too small: Lucene needs at least 64m")
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # pragma: no cover - not exposed on this platform
+        total = 0
+    if total and size > total:
+        raise LexretError(
+            f"{source} {value!r} is more than this machine's memory ({total / 2**30:.1f} GiB); choose a smaller heap"
+        )
+    return value.strip()
 
 
 def java_home() -> str:
@@ -65,7 +93,7 @@ def anserini_jar() -> str:
 
 def jvm_options(heap: str | None = None) -> list[str]:
     """JVM options lexret starts with (heap from the argument, ``$LEXRET_JAVA_HEAP`` or 4g)."""
-    heap = heap or os.environ.get(HEAP_ENV) or DEFAULT_HEAP
+    heap = resolve_heap(heap)
     jul = Path(__file__).resolve().parent.parent / "resources" / "jul.properties"
     opts = [f"-Xmx{heap}", f"-Djava.util.logging.config.file={jul}"]
     if _VECTOR_MODULE in _runtime_modules(java_home()):
@@ -83,6 +111,7 @@ def start_jvm(heap: str | None = None) -> None:
         if heap and heap != _started_heap:
             log.warning("JVM already running with -Xmx%s; ignoring heap %s", _started_heap, heap)
         return
+    heap = resolve_heap(heap)
     home = java_home()
     os.environ["JAVA_HOME"] = home
     # pyserini 1.6 imports openai clients that insist on a key at import time; none is used.
@@ -96,7 +125,7 @@ def start_jvm(heap: str | None = None) -> None:
         log.debug("starting JVM from %s with %s", home, " ".join(opts))
     import jnius  # noqa: F401  (starts the JVM)
 
-    _started_heap = heap or os.environ.get(HEAP_ENV) or DEFAULT_HEAP
+    _started_heap = heap
 
 
 def build_lucene_index(
@@ -120,7 +149,7 @@ def build_lucene_index(
     ]  # fmt: skip
     if optimize:
         args.append("--optimize")
-    cmd = [sys.executable, "-m", "lexret.backends.lucene", "--heap", heap or os.environ.get(HEAP_ENV) or DEFAULT_HEAP]
+    cmd = [sys.executable, "-m", "lexret.backends.lucene", "--heap", resolve_heap(heap)]
     cmd += ["--", *args]
     env = dict(os.environ, JAVA_HOME=java_home())
     env.setdefault("OPENAI_API_KEY", "unused-by-lexret")

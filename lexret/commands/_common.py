@@ -20,7 +20,9 @@ def add_on_error_flag(p: argparse.ArgumentParser) -> None:
 
 
 def add_heap_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--heap", default=None, help="JVM heap, e.g. 4g (default: $LEXRET_JAVA_HEAP or 4g)")
+    p.add_argument(
+        "--heap", default=None, help="JVM heap, 64m up to the machine memory (default: $LEXRET_JAVA_HEAP or 4g)"
+    )
 
 
 def count_lines(path: str | Path) -> int:

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lexret.backends.lucene import resolve_heap
     from lexret.errors import LexretError
     from lexret.index_meta import UNKNOWN_MODEL
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--threads and --chunk-size must be at least 1")
+    resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
     vocab = load_vocabulary(args.vocab)
     src_meta = read_meta(args.vectors)
     if src_meta.get("vocab_hash") not in (None, vocab.hash):

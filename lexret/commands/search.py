@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1 or args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--k, --threads and --chunk-size must be at least 1")
+    if args.backend == "lucene":
+        from lexret.backends.lucene import resolve_heap
+
+        resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
     vocab = load_vocabulary(args.vocab)
     qs = read_vectors(args.queries, vocab, on_error=args.on_error)
     spec = QuerySpec(
