@@ -153,7 +153,10 @@ class PartialVectorFile:
     def _open_locked(self) -> int:
         """Open (creating) the partial file and take its exclusive lock; refuse if another job holds it."""
         for _ in range(100):
-            fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise LexretError(f"cannot write {self.partial} ({e.strerror}); choose another --out") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -232,15 +235,19 @@ class PartialVectorFile:
         data = "".join(vector_lines(ids, batch, self.vocab)).encode("utf-8")
         view = memoryview(data)
         pos = self.state.bytes
-        while view:
-            n = os.pwrite(self._fd, view, pos)
-            view, pos = view[n:], pos + n
-        os.fsync(self._fd)
-        self.state.done = done
-        self.state.rows += len(ids)
-        self.state.bytes = pos
-        self.state.skipped.extend([i, r] for i, r in skipped)
-        self._save(self.state)
+        state = JobState(**{**asdict(self.state), "skipped": [*self.state.skipped, *([i, r] for i, r in skipped)]})
+        state.done, state.rows, state.bytes = done, state.rows + len(ids), pos + len(data)
+        try:
+            while view:
+                n = os.pwrite(self._fd, view, pos)
+                view, pos = view[n:], pos + n
+            os.fsync(self._fd)
+            self._save(state)
+        except OSError as e:
+            raise LexretError(
+                f"cannot write {self.partial} ({e.strerror}); make room and rerun with --resume to continue"
+            ) from None
+        self.state = state
 
     def finish(self, meta: dict[str, Any]) -> None:
         """Move the complete output to its final name (JSONL: a rename; ``.npz``: assembled from the

@@ -416,3 +416,32 @@ def test_a_second_job_on_the_same_output_is_refused(cli, tmp_path: Path, caplog)
         os.close(fd)
     assert cli("encode", "--texts", str(src), "--out", str(out)) == 0
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_a_full_disk_stops_the_job_and_resume_finishes_it(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    import errno
+
+    src = texts_file(tmp_path / "texts.jsonl", 12)
+    common = ["encode", "--texts", str(src), "--chunk-size", "4", "--batch-size", "4"]
+    ref = tmp_path / "ref.jsonl"
+    assert cli(*common, "--out", str(ref)) == 0
+    out = tmp_path / "v.jsonl"
+    pwrite, calls = os.pwrite, []
+
+    def pwrite_until_full(fd: int, data, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 2:
+            half = bytes(data)[: len(data) // 2]
+            pwrite(fd, half, offset)  # part of the chunk reaches the disk, then it is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return pwrite(fd, data, offset)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "pwrite", pwrite_until_full)
+        assert cli(*common, "--out", str(out)) == 2
+    assert "(No space left on device); make room and rerun with --resume to continue" in caplog.text
+    assert "4 of 12 items are done and kept" in caplog.text and not out.exists()
+    assert cli(*common, "--out", str(out), "--resume") == 0
+    assert out.read_bytes() == ref.read_bytes()
