@@ -56,6 +56,21 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (``kill``, a job scheduler) unwinds like Ctrl-C, so that child processes are stopped
+    and temporary build folders removed instead of being left behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
+    _terminate_like_interrupt()
     try:
         return int(args.func(args) or 0)
     except LexretError as e:
@@ -72,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
-        return 130
+        return 130  # also for SIGTERM: the caller sees an interrupted job, not a failure of lexret
     except BrokenPipeError:
         return 0
 

@@ -229,7 +229,10 @@ def interrupt_during_lucene_indexing(vectors: Path, out: Path, tmp: Path, sig: i
             if time.monotonic() > deadline:
                 pytest.fail("Lucene indexing did not start within 180 s")
             time.sleep(0.05)
-        os.killpg(proc.pid, sig)  # the process group of our own child: lexret index and its Lucene build
+        if sig == signal.SIGTERM:
+            os.kill(proc.pid, sig)  # `kill PID`: lexret alone gets it and must stop its Lucene child itself
+        else:
+            os.killpg(proc.pid, sig)  # the process group of our own child: lexret index and its Lucene build
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -248,7 +251,7 @@ def interrupt_during_lucene_indexing(vectors: Path, out: Path, tmp: Path, sig: i
             os.killpg(proc.pid, 0)  # and no Lucene process left behind
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["sigkill", "ctrl-c", "sigterm"])
 def test_interrupted_build_leaves_no_index(tmp_path: Path, big_vectors: Path, vocab: Vocabulary, sig: int) -> None:
     out = tmp_path / "idx"
     interrupt_during_lucene_indexing(big_vectors, out, tmp_path, sig)
