@@ -7,9 +7,10 @@ While a job for ``OUT`` runs, two files sit beside it:
   which is assembled from it at the end). The job holds an exclusive ``flock`` on it, so a second
   job for the same output is refused instead of interleaving its lines.
 - ``.OUT.state.json``: the job's fingerprint (input file, side, split, item count, a hash of the ids
-  and, for texts, of the texts, model id, top-k, vocabulary hash), its batch and chunk sizes, the
-  items done, the rows and bytes of the partial file that hold them, and the items skipped. It is
-  rewritten atomically (and fsynced) after each chunk's lines are fsynced.
+  and, for texts, of the texts, model id, top-k, vocabulary hash), its batch size, chunk size and
+  torch thread count (a resumed job uses them again: each can change the last bits of the vectors),
+  the items done, the rows and bytes of the partial file that hold them, and the items skipped. It
+  is rewritten atomically (and fsynced) after each chunk's lines are fsynced.
 
 A job killed at any moment leaves ``OUT`` as it was: absent, or the previous complete file. With
 ``resume`` a job continues after the last recorded chunk (bytes past it, such as a line torn by the
@@ -95,6 +96,7 @@ class JobState:
     fingerprint: dict[str, Any]
     batch_size: int
     chunk_size: int
+    threads: int = 0  # torch threads: the thread count can change image vectors in the last bits
     done: int = 0  # input items finished (encoded or skipped)
     rows: int = 0  # vectors in the partial file
     bytes: int = 0  # length of the partial file holding them
@@ -134,6 +136,7 @@ class PartialVectorFile:
         *,
         batch_size: int,
         chunk_size: int,
+        threads: int = 0,
         resume: bool = False,
     ) -> None:
         self.out = Path(out)
@@ -143,7 +146,7 @@ class PartialVectorFile:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._fd = self._open_locked()
         try:
-            self.state = self._start(fp, batch_size, chunk_size, resume)
+            self.state = self._start(fp, JobState(fp, batch_size, chunk_size, threads), resume)
         except BaseException:
             self.close()
             raise
@@ -174,11 +177,11 @@ class PartialVectorFile:
             os.close(fd)  # the job we waited for finished and moved the file away: open the new one
         raise LexretError(f"cannot lock {self.partial}; another job keeps replacing it")
 
-    def _start(self, fp: dict[str, Any], batch_size: int, chunk_size: int, resume: bool) -> JobState:
+    def _start(self, fp: dict[str, Any], new: JobState, resume: bool) -> JobState:
         old = JobState.read(self.state_file)
         size = os.fstat(self._fd).st_size
         if resume and old is not None:
-            return self._resume(old, fp, size, batch_size, chunk_size)
+            return self._resume(old, new, size)
         if resume:
             log.warning("%s: no unfinished job to resume; starting from the beginning", self.out)
         elif old is not None or size:
@@ -189,11 +192,11 @@ class PartialVectorFile:
                 done,
             )
         os.ftruncate(self._fd, 0)
-        state = JobState(fp, batch_size, chunk_size)
-        self._save(state)
-        return state
+        self._save(new)
+        return new
 
-    def _resume(self, old: JobState, fp: dict[str, Any], size: int, batch_size: int, chunk_size: int) -> JobState:
+    def _resume(self, old: JobState, new: JobState, size: int) -> JobState:
+        fp = new.fingerprint
         diff = [k for k in sorted(set(fp) | set(old.fingerprint)) if fp.get(k) != old.fingerprint.get(k)]
         if diff:
             what = "; ".join(f"{k}: {old.fingerprint.get(k)!r} then, {fp.get(k)!r} now" for k in diff)
@@ -210,14 +213,13 @@ class PartialVectorFile:
             log.info("%s: cutting %d bytes written after the last finished chunk", self.partial, size - old.bytes)
             os.ftruncate(self._fd, old.bytes)
             os.fsync(self._fd)
-        if (batch_size, chunk_size) != (old.batch_size, old.chunk_size):
+        settings = ("batch_size", "chunk_size", "threads")
+        if any(getattr(old, k) != getattr(new, k) for k in settings if getattr(old, k)):
             log.warning(
-                "resuming with the interrupted job's batch size %d and chunk size %d (not %d and %d), "
+                "resuming with the interrupted job's batch size %d, chunk size %d and %d threads (not %d, %d, %d), "
                 "so that the vectors equal those of an uninterrupted run",
-                old.batch_size,
-                old.chunk_size,
-                batch_size,
-                chunk_size,
+                *(getattr(old, k) for k in settings),
+                *(getattr(new, k) for k in settings),
             )
         log.info("resuming %s: %d of %d items were done", self.out, old.done, fp["items"])
         return old

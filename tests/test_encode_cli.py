@@ -41,16 +41,26 @@ PAUSING_LEXRET = (
 )
 
 
+# One torch thread here and in the children: fast on a shared machine, and the same floats everywhere
+# (the thread count changes image vectors in the last bits; a resumed job takes the recorded one).
+THREADS = {**os.environ, "LEXRET_THREADS": "1"}
+
+
 @pytest.fixture(scope="module")
 def encoder() -> SparseEncoder:
-    return SparseEncoder.from_pretrained()
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("LEXRET_THREADS", "1")
+        return SparseEncoder.from_pretrained()
 
 
 @pytest.fixture
 def cli(encoder: SparseEncoder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
     """`lexret` in this process, with the shipped encoder loaded once for the module."""
+    import torch
+
     monkeypatch.setattr(SparseEncoder, "from_pretrained", classmethod(lambda cls, path=None: encoder))
     caplog.set_level(logging.INFO)
+    torch.set_num_threads(1)
 
     def run(*args: str) -> int:
         return main(["-q", *args])
@@ -59,7 +69,8 @@ def cli(encoder: SparseEncoder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.
 
 
 def lexret(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lexret", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "lexret", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=THREADS)
 
 
 def assert_no_traceback(proc: subprocess.CompletedProcess) -> None:
@@ -284,10 +295,10 @@ def texts_file(path: Path, n: int = 40) -> Path:
     return write_jsonl(path, rows)
 
 
-def kill_after_first_chunk(args: list[str], out: Path, cwd: Path) -> dict:
+def kill_after_first_chunk(args: list[str], out: Path, cwd: Path, threads: int = 1) -> dict:
     """Run `lexret` (pausing after each chunk), SIGKILL it once the first chunk is recorded; the state."""
     proc = subprocess.Popen([sys.executable, "-c", PAUSING_LEXRET, *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+                            stderr=subprocess.PIPE, env={**THREADS, "LEXRET_THREADS": str(threads)})  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -326,7 +337,7 @@ def test_killed_text_job_resumes_to_the_same_bytes(cli, tmp_path: Path, caplog) 
     assert len(kept) == state["bytes"] and kept == b"".join(ref.read_bytes().splitlines(keepends=True)[:8])
     # a kill in the middle of the next chunk's write leaves a torn line past the recorded bytes
     with partial_path(out).open("ab") as f:
-        f.write(b'{"id": "t8", "vector": {"dog": 1.2')
+        f.write(b'{"id": "t8", "vector": {"dog": 1.2' + b"3" * 100_000)  # longer than the rest of the job
 
     # resuming with other settings or other input is refused, and the unfinished job is left alone
     assert cli("encode", "--texts", str(src), "--out", str(out), *common, "--resume", "--top-k", "5") == 2
@@ -338,14 +349,18 @@ def test_killed_text_job_resumes_to_the_same_bytes(cli, tmp_path: Path, caplog) 
 
     caplog.clear()
     assert cli("encode", "--texts", str(src), "--out", str(out), "--resume", "--batch-size", "16") == 0
-    assert "resuming with the interrupted job's batch size 4 and chunk size 8" in caplog.text
+    assert "interrupted job's batch size 4, chunk size 8 and 1 threads (not 16, 1024, 1)" in caplog.text
     assert "8 of 40 items were done" in caplog.text
     assert out.read_bytes() == ref.read_bytes()
     assert meta_path(out).read_text() == meta_path(ref).read_text()
     assert not partial_path(out).exists() and not state_path(out).exists()
 
 
-def test_killed_image_job_resumes_to_the_same_bytes(cli, tmp_path: Path, encoder: SparseEncoder) -> None:
+def test_killed_image_job_resumes_to_the_same_bytes(cli, tmp_path: Path, encoder: SparseEncoder, caplog) -> None:
+    """Killed while running on two threads, resumed by a process on one: the resumed part runs on two
+    threads again, so the output equals a two-thread run of the whole job."""
+    import torch
+
     folder = tmp_path / "imgs"
     files = [photo(folder / f"{k:02d}.png", 100 + k, (40 + 7 * k, 60 - 2 * k)) for k in range(10)]
     common = ["--chunk-size", "4", "--batch-size", "2"]
@@ -353,13 +368,21 @@ def test_killed_image_job_resumes_to_the_same_bytes(cli, tmp_path: Path, encoder
     # the complete output of an earlier job stays as it is until the new one is complete
     write_vectors(out, ["old"], encoder.encode_images(files[:1]), encoder.vocab, meta={"model_id": "earlier"})
     previous, previous_meta = out.read_bytes(), meta_path(out).read_bytes()
-    state = kill_after_first_chunk(["-q", "encode", "--images", str(folder), "--out", str(out), *common], out, tmp_path)
-    assert state["done"] == 4
+    args = ["-q", "encode", "--images", str(folder), "--out", str(out), *common]
+    state = kill_after_first_chunk(args, out, tmp_path, threads=2)
+    assert state["done"] == 4 and state["threads"] == 2
     assert out.read_bytes() == previous and meta_path(out).read_bytes() == previous_meta
     assert cli("encode", "--images", str(folder), "--out", str(out), *common, "--resume") == 0
-    # the same bytes as encoding all images at once with the same batch size
+    assert "and 2 threads (not 2, 4, 1)" in caplog.text
+    assert torch.get_num_threads() == 1  # restored after the job
+    # the same bytes as encoding all images at once, on two threads, with the same batch size
     whole = tmp_path / "whole.jsonl"
-    write_vectors(whole, [f.name for f in files], encoder.encode_images(files, batch_size=2), encoder.vocab)
+    torch.set_num_threads(2)
+    try:
+        batch = encoder.encode_images(files, batch_size=2)
+    finally:
+        torch.set_num_threads(1)
+    write_vectors(whole, [f.name for f in files], batch, encoder.vocab)
     assert out.read_bytes() == whole.read_bytes()
 
 

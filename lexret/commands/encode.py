@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         source = listed_in = args.texts
     check_ids(ids, len(ids), str(listed_in or source))  # unique and without whitespace, before any work
     enc = SparseEncoder.from_pretrained(args.model)
+    import torch  # loaded with the encoder
+
     side = "image" if args.images else "text"
     top_k = args.top_k or (enc.top_k_doc if args.images else enc.top_k_query)
     batch_size = args.batch_size or (32 if args.images else 64)
@@ -116,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
         split=args.split if args.images else None, texts=texts,
     )  # fmt: skip
     meta = {**enc.metadata(), "side": side, "top_k": top_k}
+    threads = torch.get_num_threads()
     with PartialVectorFile(
-        args.out, fp, enc.vocab, batch_size=batch_size, chunk_size=chunk_size, resume=args.resume
+        args.out, fp, enc.vocab, batch_size=batch_size, chunk_size=chunk_size, threads=threads, resume=args.resume
     ) as out:
+        torch.set_num_threads(out.state.threads or threads)  # a resumed job computes as it did before
         try:
             if texts is not None:
                 _encode_texts(enc, out, ids, texts, top_k)
@@ -131,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                     out.state.done, len(ids), out.partial,
                 )  # fmt: skip
             raise
+        finally:
+            torch.set_num_threads(threads)
         skipped = out.state.skipped
         if skipped:
             log.warning("skipped %d unreadable images:", len(skipped))
