@@ -18,7 +18,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from lexret.backends.dense import HnswParams
 from lexret.data import Collection
-from lexret.distractors import MixParams, synthesize_chunk
+from lexret.distractors import Calibration, MixParams, calibrate, synthesize_chunk
 from lexret.evaluation import SplitIds, item_id
 from lexret.fileio import write_json
 from lexret.metrics import evaluate
@@ -112,6 +112,28 @@ def encode_texts_cached(texts: list[str], sparse_enc, dense_enc, cache: Path) ->
     de = np.ascontiguousarray(de, dtype=np.float32)
     Encoded([str(i) for i in range(len(texts))], sp, de).save(path)
     return sp, de
+
+
+def calibrate_distractors(items: Sequence, real: Encoded, sparse_enc, dense_enc, cfg: CompareConfig,
+                          cache: Path, held: int = 500) -> Calibration:  # fmt: skip
+    """Make synthetic distractors as hard as real ones for each system (see ``lexret.distractors``).
+
+    Every 8th real distractor (at most ``held``) is held out: its first caption is a query and the
+    image its own item; the rest are the real distractors and the sources of synthetic ones."""
+    pick = np.arange(0, len(items), 8)[:held]
+    rest = np.setdiff1d(np.arange(len(items)), pick)
+    cap_s, cap_d = encode_texts_cached([items[i].captions[0] for i in pick], sparse_enc, dense_enc, cache)
+    others = (real.sparse.take(rest), real.dense[rest])
+    cal = calibrate(
+        others, others, (cap_s, cap_d), (real.sparse.take(pick), real.dense[pick]), base=cfg.mix, seed=cfg.seed
+    )
+    log.info(
+        "synthetic distractors calibrated on %d held-out captions: a distractor outranks the query's own image "
+        "in %.2f%% (real) / %.2f%% (synthetic) of pairs for the sparse model, %.2f%% / %.2f%% for the dense one "
+        "(term swap %.3f, dense noise %.3f)", cal.queries, 100 * cal.sparse_real, 100 * cal.sparse_synthetic,
+        100 * cal.dense_real, 100 * cal.dense_synthetic, cal.params.term_swap, cal.params.dense_noise,
+    )  # fmt: skip
+    return cal
 
 
 class Corpus:
@@ -244,6 +266,14 @@ def run_compare(
                 [it.image for it in items], [f"distractor:{item_id(it.key)}" for it in items], sparse_enc, dense_enc,
                 cache_dir,
             )  # fmt: skip
+    calibration = None
+    if real is not None and len(real.ids) >= 200:
+        calibration = calibrate_distractors(items, real, sparse_enc, dense_enc, cfg, cache_dir)
+        cfg = replace(cfg, mix=calibration.params)
+        write_json(out_dir / "distractors.json", calibration.to_dict())
+    else:
+        log.warning("synthetic distractors are not calibrated against real ones (that needs --distractor-data "
+                    "with at least 200 images): their difficulty for each system is unknown")  # fmt: skip
     q_sparse, q_dense = out_dir / "queries-sparse.npz", out_dir / "queries-dense.npz"
     write_vectors(q_sparse, ids.caption_ids, cap_sparse, sparse_enc.vocab, {"model_id": sparse_enc.model_id})
     np.savez(q_dense, ids=np.array(ids.caption_ids), vectors=cap_dense)
@@ -285,6 +315,10 @@ def run_compare(
                 "distractors_real": corpus.n_real,
                 "distractors_synthetic": corpus.n_synthetic,
             }
+            if calibration is not None:
+                space = "sparse" if system.startswith("sparse") else "dense"
+                rec["outrank_rate_real"] = getattr(calibration, f"{space}_real")
+                rec["outrank_rate_synthetic"] = getattr(calibration, f"{space}_synthetic")
             if system == "dense-faiss-hnsw":
                 rec["hnsw"] = asdict(cfg.hnsw)
             records.append(rec)
