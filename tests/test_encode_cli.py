@@ -295,10 +295,15 @@ def texts_file(path: Path, n: int = 40) -> Path:
     return write_jsonl(path, rows)
 
 
-def kill_after_first_chunk(args: list[str], out: Path, cwd: Path, threads: int = 1) -> dict:
-    """Run `lexret` (pausing after each chunk), SIGKILL it once the first chunk is recorded; the state."""
-    proc = subprocess.Popen([sys.executable, "-c", PAUSING_LEXRET, *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**THREADS, "LEXRET_THREADS": str(threads)})  # fmt: skip
+def kill_after_first_chunk(
+    args: list[str], out: Path, cwd: Path, threads: int = 1, sig: int = signal.SIGKILL
+) -> tuple[dict, subprocess.Popen, str]:
+    """Run `lexret` (pausing after each chunk) and send it ``sig`` once the first chunk is recorded:
+    the progress record then, the process and its stderr."""
+    err = cwd / f"stderr-{sig}.txt"
+    with err.open("wb") as f:
+        proc = subprocess.Popen([sys.executable, "-c", PAUSING_LEXRET, *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=f, env={**THREADS, "LEXRET_THREADS": str(threads)})  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -307,19 +312,21 @@ def kill_after_first_chunk(args: list[str], out: Path, cwd: Path, threads: int =
                 if state["done"] > 0:
                     break
             if proc.poll() is not None:
-                pytest.fail(f"lexret ended (exit {proc.returncode}) before a chunk was done: {proc.stderr.read()}")
+                pytest.fail(f"lexret ended (exit {proc.returncode}) before a chunk was done: {err.read_text()}")
             if time.monotonic() > deadline:
                 pytest.fail("no chunk was done within 180 s")
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    return state
+    text = err.read_text()
+    err.unlink()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    return state, proc, text
 
 
 def test_killed_text_job_resumes_to_the_same_bytes(cli, tmp_path: Path, caplog) -> None:
@@ -330,7 +337,7 @@ def test_killed_text_job_resumes_to_the_same_bytes(cli, tmp_path: Path, caplog) 
 
     out = tmp_path / "out.jsonl"
     args = ["-q", "encode", "--texts", str(src), "--out", str(out), *common]
-    state = kill_after_first_chunk(args, out, tmp_path)
+    state, _, _ = kill_after_first_chunk(args, out, tmp_path)
     assert state["done"] == 8 and state["rows"] == 8 and state["fingerprint"]["items"] == 40
     assert not out.exists() and not meta_path(out).exists()  # nothing under the final name
     kept = partial_path(out).read_bytes()
@@ -369,7 +376,7 @@ def test_killed_image_job_resumes_to_the_same_bytes(cli, tmp_path: Path, encoder
     write_vectors(out, ["old"], encoder.encode_images(files[:1]), encoder.vocab, meta={"model_id": "earlier"})
     previous, previous_meta = out.read_bytes(), meta_path(out).read_bytes()
     args = ["-q", "encode", "--images", str(folder), "--out", str(out), *common]
-    state = kill_after_first_chunk(args, out, tmp_path, threads=2)
+    state, _, _ = kill_after_first_chunk(args, out, tmp_path, threads=2)
     assert state["done"] == 4 and state["threads"] == 2
     assert out.read_bytes() == previous and meta_path(out).read_bytes() == previous_meta
     assert cli("encode", "--images", str(folder), "--out", str(out), *common, "--resume") == 0
@@ -384,6 +391,18 @@ def test_killed_image_job_resumes_to_the_same_bytes(cli, tmp_path: Path, encoder
         torch.set_num_threads(1)
     write_vectors(whole, [f.name for f in files], batch, encoder.vocab)
     assert out.read_bytes() == whole.read_bytes()
+
+
+def test_sigterm_keeps_the_finished_chunks_for_resume(cli, tmp_path: Path) -> None:
+    src = texts_file(tmp_path / "texts.jsonl", 12)
+    out = tmp_path / "v.jsonl"
+    args = ["encode", "--texts", str(src), "--out", str(out), "--chunk-size", "4", "--batch-size", "4"]
+    state, proc, stderr = kill_after_first_chunk(["-q", *args], out, tmp_path, sig=signal.SIGTERM)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert "4 of 12 items are done and kept" in stderr and "rerun with --resume" in stderr
+    assert not out.exists() and partial_path(out).stat().st_size == state["bytes"]
+    assert cli(*args, "--resume") == 0
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [f"t{i}" for i in range(12)]
 
 
 def test_interrupted_npz_job_resumes_and_a_fresh_start_discards(
