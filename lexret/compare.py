@@ -118,20 +118,32 @@ def calibrate_distractors(items: Sequence, real: Encoded, sparse_enc, dense_enc,
                           cache: Path, held: int = 500) -> Calibration:  # fmt: skip
     """Make synthetic distractors as hard as real ones for each system (see ``lexret.distractors``).
 
-    Every 8th real distractor (at most ``held``) is held out: its first caption is a query and the
-    image its own item; the rest are the real distractors and the sources of synthetic ones."""
-    pick = np.arange(0, len(items), 8)[:held]
+    Some real distractors are held out, their captions become queries and the image each caption's
+    own item; the rest are the real distractors and the sources of synthetic ones. Held out are, if
+    there are at least 50, the items outside the models' training split (captions a model was trained
+    on are far easier for it than new ones), else every 8th item."""
+    trained_on = {enc.config.get("train_split") for enc in (sparse_enc, dense_enc)} - {None}
+    unseen = [i for i, it in enumerate(items) if it.split not in trained_on] if trained_on else []
+    if len(unseen) >= 50:
+        pick = np.array(unseen[:held])
+        owner = np.concatenate([np.full(len(items[i].captions), j) for j, i in enumerate(pick)])
+        captions = [c for i in pick for c in items[i].captions]
+        what = f"all captions of {len(pick)} distractor images outside the training split {sorted(trained_on)}"
+    else:
+        pick = np.arange(0, len(items), 8)[:held]
+        owner = np.arange(len(pick))
+        captions = [items[i].captions[0] for i in pick]
+        what = f"the first caption of every 8th distractor image ({len(pick)}); the models may have seen them"
     rest = np.setdiff1d(np.arange(len(items)), pick)
-    cap_s, cap_d = encode_texts_cached([items[i].captions[0] for i in pick], sparse_enc, dense_enc, cache)
+    cap_s, cap_d = encode_texts_cached(captions, sparse_enc, dense_enc, cache)
     others = (real.sparse.take(rest), real.dense[rest])
-    cal = calibrate(
-        others, others, (cap_s, cap_d), (real.sparse.take(pick), real.dense[pick]), base=cfg.mix, seed=cfg.seed
-    )
+    own = (real.sparse.take(pick[owner]), real.dense[pick[owner]])
+    cal = calibrate(others, others, (cap_s, cap_d), own, base=cfg.mix, seed=cfg.seed)
     log.info(
-        "synthetic distractors calibrated on %d held-out captions: a distractor outranks the query's own image "
-        "in %.2f%% (real) / %.2f%% (synthetic) of pairs for the sparse model, %.2f%% / %.2f%% for the dense one "
-        "(term swap %.3f, dense noise %.3f)", cal.queries, 100 * cal.sparse_real, 100 * cal.sparse_synthetic,
-        100 * cal.dense_real, 100 * cal.dense_synthetic, cal.params.term_swap, cal.params.dense_noise,
+        "synthetic distractors calibrated with %s: a distractor outranks the query's own image in %.2f%% (real) / "
+        "%.2f%% (synthetic) of pairs for the sparse model, %.2f%% / %.2f%% for the dense one (term swap %.3f, "
+        "dense noise %.3f)", what, 100 * cal.sparse_real, 100 * cal.sparse_synthetic, 100 * cal.dense_real,
+        100 * cal.dense_synthetic, cal.params.term_swap, cal.params.dense_noise,
     )  # fmt: skip
     return cal
 
