@@ -302,6 +302,7 @@ def run_compare(
                  len(split.ids), corpus.n_real, corpus.n_synthetic)  # fmt: skip
         built = build_systems(corpus, sparse_enc.vocab, sparse_enc.model_id, cfg, size_dir)
         runs_by_system = {}
+        postings = postings_per_query(size_dir / "lucene" / "docvectors.npz", cap_sparse)
         for system in cfg.systems:
             b = built[system]
             queries = q_sparse if system.startswith("sparse") else q_dense
@@ -327,6 +328,8 @@ def run_compare(
                 "distractors_real": corpus.n_real,
                 "distractors_synthetic": corpus.n_synthetic,
             }
+            if system.startswith("sparse") and postings is not None:
+                rec["postings_per_query"] = postings
             if calibration is not None:
                 space = "sparse" if system.startswith("sparse") else "dense"
                 rec["outrank_rate_real"] = getattr(calibration, f"{space}_real")
@@ -346,6 +349,18 @@ def run_compare(
         shutil.rmtree(size_dir / "dense-faiss-flat", ignore_errors=True)  # large and rebuilt in seconds
     plot(records, out_dir)
     return records
+
+
+def postings_per_query(docvectors: Path, queries: SparseBatch) -> float | None:
+    """Mean number of postings a query's terms hold (the work of an exhaustive term-at-a-time
+    search): the sum of the document frequencies of its terms."""
+    if not docvectors.is_file():
+        return None
+    with np.load(docvectors) as z:
+        df = np.bincount(z["indices"], minlength=queries.dim)
+    rows = np.repeat(np.arange(len(queries)), queries.terms_per_row())
+    per_query = np.bincount(rows, weights=df[queries.indices], minlength=len(queries))
+    return float(per_query.mean()) if len(per_query) else 0.0
 
 
 def run_differences(a: dict[str, list[tuple[str, float]]], b: dict[str, list[tuple[str, float]]]) -> int:

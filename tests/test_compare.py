@@ -87,7 +87,17 @@ def test_format_and_plot(tmp_path):
     plot(recs, tmp_path)
     for name in ("latency_vs_size.png", "index_size_vs_size.png", "recall_vs_latency.png"):
         assert (tmp_path / name).stat().st_size > 1000
-    json.dumps(recs)
+    (tmp_path / "compare.json").write_text(json.dumps([{**r, "distractors_real": 5, "distractors_synthetic": 7}
+                                                       for r in recs]))  # fmt: skip
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "compare_table.py"
+    md = subprocess.run([sys.executable, str(tool), str(tmp_path / "compare.json")], capture_output=True, text=True,
+                        check=True).stdout  # fmt: skip
+    assert "| sparse-lucene | 10,000 | 10.00 | 20.00 | 30.00 | 0.1 |" in md
+    assert "| 10,000 | 5 / 7 | 4.00x | 0.25x | 0.100 | 30.00 vs 30.00 |" in md
 
 
 def test_run_differences_counts_queries_with_other_ids_order_or_scores():
@@ -98,3 +108,15 @@ def test_run_differences_counts_queries_with_other_ids_order_or_scores():
     b = {"q1": [("d2", 2.0), ("d1", 3.0)], "q2": [("d3", 1.5)], "q3": []}
     assert run_differences(a, b) == 2
     assert run_differences(a, {"q1": a["q1"], "q2": a["q2"]}) == 1  # a missing query counts
+
+
+def test_postings_per_query(tmp_path):
+    from lexret.compare import postings_per_query
+    from lexret.types import SparseBatch
+
+    docs = SparseBatch.from_dense(np.array([[1, 0, 2, 0], [0, 0, 3, 1], [5, 0, 1, 0]], dtype=np.float32))
+    np.savez(tmp_path / "dv.npz", indptr=docs.indptr, indices=docs.indices, values=docs.values)
+    q = SparseBatch.from_dense(np.array([[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
+    # df = [2, 0, 3, 1]: query 0 -> 2 + 3, queries 1 and 3 (empty) -> 0, query 2 -> 0 + 1
+    assert postings_per_query(tmp_path / "dv.npz", q) == pytest.approx((5 + 0 + 1 + 0) / 4)
+    assert postings_per_query(tmp_path / "missing.npz", q) is None
