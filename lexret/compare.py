@@ -248,25 +248,27 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
     return built
 
 
-def run_compare(
-    coll: Collection,
-    distractor_coll: Collection | None,
-    sparse_enc,
-    dense_enc,
-    cfg: CompareConfig,
-    out_dir: Path,
-    cache_dir: Path,
-) -> list[dict[str, Any]]:
-    """Measure every system at every corpus size; writes ``compare.json`` and plots in ``out_dir``."""
-    from lexret.evaluation import per_query_encode_ms
-    from lexret.measure import measure_in_subprocess
+@dataclass
+class Inputs:
+    """What every corpus size shares: the split's encoded images and captions, the real distractors
+    and the calibration of the synthetic ones."""
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ids: SplitIds
+    split: Encoded
+    cap_sparse: SparseBatch
+    cap_dense: np.ndarray
+    real: Encoded | None
+    calibration: Calibration | None
+
+
+def prepare_inputs(coll: Collection, distractor_coll: Collection | None, sparse_enc, dense_enc, cfg: CompareConfig,
+                   cache_dir: Path) -> Inputs:  # fmt: skip
+    """Encode (or load from ``cache_dir``) the split and the real distractors; calibrate."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     ids = SplitIds.from_collection(coll)
     split = encode_images_cached([it.image for it in coll.items], ids.image_ids, sparse_enc, dense_enc, cache_dir)
     cap_sparse, cap_dense = encode_texts_cached(coll.captions, sparse_enc, dense_enc, cache_dir)
-    real = None
+    real, items = None, []
     if distractor_coll is not None:
         own = {it.image.resolve() for it in coll.items}
         items = [it for it in distractor_coll.items if it.image.resolve() not in own]
@@ -281,11 +283,32 @@ def run_compare(
     calibration = None
     if real is not None and len(real.ids) >= 200:
         calibration = calibrate_distractors(items, real, sparse_enc, dense_enc, cfg, cache_dir)
-        cfg = replace(cfg, mix=calibration.params)
-        write_json(out_dir / "distractors.json", calibration.to_dict())
     else:
         log.warning("synthetic distractors are not calibrated against real ones (that needs --distractor-data "
                     "with at least 200 images): their difficulty for each system is unknown")  # fmt: skip
+    return Inputs(ids, split, cap_sparse, cap_dense, real, calibration)
+
+
+def run_compare(
+    coll: Collection,
+    distractor_coll: Collection | None,
+    sparse_enc,
+    dense_enc,
+    cfg: CompareConfig,
+    out_dir: Path,
+    cache_dir: Path,
+) -> list[dict[str, Any]]:
+    """Measure every system at every corpus size; writes ``compare.json`` and plots in ``out_dir``."""
+    from lexret.evaluation import per_query_encode_ms
+    from lexret.measure import measure_in_subprocess
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = prepare_inputs(coll, distractor_coll, sparse_enc, dense_enc, cfg, cache_dir)
+    ids, split, real, calibration = inputs.ids, inputs.split, inputs.real, inputs.calibration
+    cap_sparse, cap_dense = inputs.cap_sparse, inputs.cap_dense
+    if calibration is not None:
+        cfg = replace(cfg, mix=calibration.params)
+        write_json(out_dir / "distractors.json", calibration.to_dict())
     q_sparse, q_dense = out_dir / "queries-sparse.npz", out_dir / "queries-dense.npz"
     write_vectors(q_sparse, ids.caption_ids, cap_sparse, sparse_enc.vocab, {"model_id": sparse_enc.model_id})
     np.savez(q_dense, ids=np.array(ids.caption_ids), vectors=cap_dense)
