@@ -156,7 +156,7 @@ def _check_model_input(img: Image.Image) -> np.ndarray:
     return x
 
 
-def _png_header(path, width: int, height: int):
+def png_header(path, width: int, height: int):
     """A PNG that declares ``width x height`` (8-bit grey) with one empty data chunk: cheap to write,
     enough for PIL to read the size."""
     import struct
@@ -176,7 +176,7 @@ def test_unusable_image_paths_name_the_file_and_the_fix(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_text("these are not the pixels you are looking for\n")
     (tmp_path / "folder.jpg").mkdir()
-    _png_header(tmp_path / "damaged.png", 50, 40)  # a valid header, no pixel data
+    png_header(tmp_path / "damaged.png", 50, 40)  # a valid header, no pixel data
     cases = {
         "empty.jpg": "is an empty file (0 bytes); replace or remove it",
         "text.jpg": "is not an image PIL can read",
@@ -341,7 +341,7 @@ def test_large_png_is_reduced_before_conversion(tmp_path):
 
 @pytest.mark.parametrize("size", [(12_000, 9_000), (20_000, 20_000)], ids=["over-lexret-bound", "pil-bomb-error"])
 def test_decompression_bombs_are_refused_before_decoding(tmp_path, size):
-    p = _png_header(tmp_path / "bomb.png", *size)
+    p = png_header(tmp_path / "bomb.png", *size)
     with pytest.raises(InputError) as e:
         load_image(p, path="c.jsonl", line=2)
     msg = str(e.value)

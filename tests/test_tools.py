@@ -23,3 +23,25 @@ def test_bench_backends_smoke(tmp_path):
     figures = json.loads(out.read_text())
     for vals in figures.values():
         assert vals["index_bytes"] > 0 and vals["latency_ms_p95"] >= vals["latency_ms_p50"] > 0
+
+
+def test_bench_lucene_smoke_on_real_vectors(tmp_path, vocab):
+    """--docvectors/--query-vectors: an index folder's quantized documents and float queries."""
+    from lexret.indexer import IndexConfig, Indexer, IndexInfo
+    from lexret.synthetic import synthetic_ids, zipf_batch
+    from lexret.vectors import write_vectors
+
+    index = tmp_path / "index"
+    Indexer(vocab, IndexConfig(threads=1)).build(
+        [(synthetic_ids(600), zipf_batch(600, len(vocab), 20, seed=3))], index, IndexInfo("m", "image")
+    )
+    queries = tmp_path / "q.npz"
+    write_vectors(queries, synthetic_ids(25, "q"), zipf_batch(25, len(vocab), 12, seed=4), vocab)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_lucene.py"), "--docvectors", str(index / "docvectors.npz"),
+         "--query-vectors", str(queries), "--queries", "25"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "600 docs" in proc.stdout and "25 queries" in proc.stdout
+    assert "optimize=True" in proc.stdout and "qps" in proc.stdout

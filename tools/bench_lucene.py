@@ -20,9 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from lexret.indexer import IndexConfig, Indexer, IndexInfo
+from lexret.quantize import Quantizer
 from lexret.searcher import Searcher
 from lexret.synthetic import synthetic_ids, zipf_batch
+from lexret.types import SparseBatch
+from lexret.vectors import read_vectors
 from lexret.vocab import default_vocabulary
 
 log = logging.getLogger("bench_lucene")
@@ -49,23 +54,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--doc-terms", type=int, default=64)
     p.add_argument("--work-dir", default=None)
+    p.add_argument(
+        "--docvectors",
+        default=None,
+        help="real documents instead: docvectors.npz of an index folder (quantized; docids.txt beside it)",
+    )
+    p.add_argument("--query-vectors", default=None, help="real queries instead: a vector file (float weights)")
+    p.add_argument("--scale", type=float, default=100.0, help="scale the --docvectors were quantized with")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     vocab = default_vocabulary()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="lexret-bench-lucene-"))
-    docs = zipf_batch(args.docs, len(vocab), args.doc_terms, seed=0)
-    ids = synthetic_ids(args.docs)
+    if args.docvectors:  # already integer impacts: indexed as they are (scale 1), queries quantized here
+        with np.load(args.docvectors) as z:
+            docs = SparseBatch(z["indptr"], z["indices"], z["values"], len(vocab))
+        ids = (Path(args.docvectors).parent / "docids.txt").read_text(encoding="utf-8").splitlines()
+        args.docs, index_scale = len(ids), 1.0
+    else:
+        docs = zipf_batch(args.docs, len(vocab), args.doc_terms, seed=0)
+        ids = synthetic_ids(args.docs)
+        index_scale = 100.0
+
+    def make_queries(q_terms: int, seed: int) -> SparseBatch:
+        if args.query_vectors:
+            real = read_vectors(args.query_vectors, vocab).batch.slice(0, args.queries)
+            return Quantizer(scale=args.scale)(real.top_k(q_terms))
+        return zipf_batch(args.queries, len(vocab), q_terms, seed=seed)
+
     rows = []
     try:
         builds = {}
         for optimize in (False, True):
             t = time.perf_counter()
-            meta = Indexer(vocab, IndexConfig(threads=2, optimize=optimize, store_vectors=False)).build(
+            icfg = IndexConfig(scale=index_scale, threads=2, optimize=optimize, store_vectors=False)
+            meta = Indexer(vocab, icfg).build(
                 [(ids, docs)], work / f"opt{int(optimize)}", IndexInfo("synthetic", "synthetic"), total=args.docs
             )
             builds[optimize] = (time.perf_counter() - t, meta["index_bytes"])
-        for q_terms in (8, 32, 64):
-            queries = zipf_batch(args.queries, len(vocab), q_terms, seed=q_terms)
+        for q_terms in (8, 16, 32) if args.query_vectors else (8, 32, 64):
+            queries = make_queries(q_terms, seed=q_terms)
             for optimize in (False, True):
                 searcher = Searcher(work / f"opt{int(optimize)}", vocab, backend="lucene")
                 lucene = searcher._lucene
@@ -80,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                     s_ms, t_ms = _split_timing(lucene, jqs, k)
                     rows.append((q_terms, optimize, k, s_ms, t_ms))
                 searcher.close()
-        print(f"\n{args.docs:,} docs (~{args.doc_terms} terms), {args.queries:,} queries; one thread")
+        what = f"{args.docvectors} ({docs.terms_per_row().mean():.1f} terms)" if args.docvectors else "synthetic"
+        print(f"\n{args.docs:,} docs, {what}; {len(queries):,} queries; one thread")
         for optimize, (b, nbytes) in builds.items():
             print(f"  optimize={optimize}: build {b:.1f}s, {nbytes / 1e6:.1f} MB")
         print(f"{'q terms':>8}{'optimize':>10}{'k':>6}{'search ms':>11}{'transfer ms':>13}{'total ms':>10}")
@@ -88,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{q_terms:>8}{optimize!s:>10}{k:>6}{s_ms:>11.3f}{t_ms:>13.3f}{s_ms + t_ms:>10.3f}")
 
         # throughput: threads x chunk size, 32-term queries, k=10, optimized index
-        queries = zipf_batch(args.queries, len(vocab), 32, seed=99)
-        qids = synthetic_ids(args.queries, "q")
+        queries = make_queries(32, seed=99)
+        qids = synthetic_ids(len(queries), "q")
         searcher = Searcher(work / "opt1", vocab, backend="lucene")
         searcher.search(qids, queries, 10, progress=False)
         print(f"\n{'threads':>8}{'chunk':>8}{'qps':>10}   (32-term queries, k=10, optimized index)")
