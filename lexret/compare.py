@@ -49,7 +49,9 @@ class CompareConfig:
     seed: int = 0
     scale: float | None = None
     index_threads: int = 2
-    optimize: bool = True  # single-segment Lucene indexes (measured faster to search)
+    # Force-merging to one segment was measured slower to search at k=10 and k=100 and 1.5x slower to
+    # build, for the same bytes (tools/bench_lucene.py on 100k items, docs/compare.md).
+    optimize: bool = False
     hnsw: HnswParams = field(default_factory=HnswParams)
     latency_queries: int = 1000
     systems: tuple[str, ...] = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")

@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--scale", type=float, default=None, help="quantization scale")
     p.add_argument("--index-threads", type=int, default=2, help="Lucene indexing threads")
-    p.add_argument("--no-optimize", action="store_true", help="keep Lucene's segments (no force-merge)")
+    p.add_argument(
+        "--optimize", action="store_true", help="force-merge Lucene indexes to one segment (measured slower at k=10)"
+    )
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)
     p.add_argument("--hnsw-ef-search", type=int, default=128)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise LexretError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
     cfg = CompareConfig(
         sizes=_sizes(args.distractors), k=args.k, seed=args.seed, scale=args.scale,
-        index_threads=args.index_threads, optimize=not args.no_optimize,
+        index_threads=args.index_threads, optimize=args.optimize,
         hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search),
         latency_queries=args.latency_queries, systems=systems, heap=args.heap,
     )  # fmt: skip

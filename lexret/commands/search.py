@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
 
@@ -17,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--out", required=True, help="TREC run file to write")
     p.add_argument("--backend", choices=("lucene", "scipy"), default="lucene", help="lucene, or exact brute force")
-    p.add_argument("--threads", type=int, default=1, help="search threads")
+    p.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
+    )
     p.add_argument("--chunk-size", type=int, default=1000, help="queries per batch (bounds the JVM heap)")
     p.add_argument("--model-id", default=None, help="model that encoded the queries (default: the file's .meta.json)")
     p.add_argument(
