@@ -134,11 +134,43 @@ def test_dense_training_and_encoder(tiny_collection):
         SparseEncoder.from_pretrained(out)
 
 
+def test_distillation_from_dense_teacher(tiny_collection, sparse_run):
+    from lexret.training.train import DenseTeacher, distill_loss
+
+    teacher_dir = tiny_collection / "teacher"
+    train(_cfg(tiny_collection, "dense", epochs=1, model={"hidden": 32, "dim": 16}), teacher_dir)
+    cfg = _cfg(tiny_collection, "sparse", epochs=1, distill_from=str(teacher_dir), w_distill=1.0)
+    out = tiny_collection / "distilled"
+    train(cfg, out)
+    hist = json.loads((out / "history.json").read_text())
+    assert "distill" in hist[0] and np.isfinite(hist[0]["distill"]) and hist[0]["distill"] >= 0
+    # the loss is a KL divergence: zero when student and teacher agree, positive otherwise
+    t = torch.randn(4, 4)
+    assert float(distill_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_loss(-t, t)) > 0.1
+    # the teacher's scores are its own cosine / temperature on the cached features
+    data = sparse_run[2]
+    teacher = DenseTeacher(teacher_dir, data)
+    items, caps = np.array([0, 1]), np.array([data.cap_index[0][0], data.cap_index[1][0]])
+    enc = DenseEncoder.from_pretrained(teacher_dir)
+    raw = torch.from_numpy(
+        enc.encode_images([tiny_collection / "images" / "0.jpg", tiny_collection / "images" / "1.jpg"])
+    )
+    assert torch.allclose(teacher.img[:2], raw, atol=1e-2)
+    logits = teacher.logits(items, caps)
+    assert logits.shape == (2, 2)
+    assert torch.allclose(logits, teacher.img[:2] @ teacher.txt[torch.from_numpy(caps)].T / teacher.temperature)
+    with pytest.raises(LexretError, match="give a dense one"):
+        DenseTeacher(sparse_run[1], data)
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(LexretError, match="unknown option"):
         TrainConfig.from_dict({"kind": "sparse", "epoch": 3})
     with pytest.raises(LexretError, match="kind must be"):
         TrainConfig.from_dict({"kind": "other"})
+    with pytest.raises(LexretError, match="needs distill_from"):
+        TrainConfig.from_dict({"kind": "sparse", "w_distill": 1.0})
     p = tmp_path / "c.yaml"
     p.write_text("kind: dense\nepochs: 3\n")
     cfg = TrainConfig.from_yaml(p)

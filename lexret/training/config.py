@@ -55,6 +55,10 @@ class TrainConfig:
     normalize: bool = True  # score = cosine: vectors are L2-normalised after top-k
     output_scale: float = 5.0  # normalised vectors are multiplied by this for the quantizer's range
     min_term_count: int = 1
+    # Distillation: a trained dense checkpoint (same train split) whose in-batch caption-image score
+    # distributions the sparse scores are pulled towards (KL, both directions). "" = off.
+    distill_from: str = ""
+    w_distill: float = 0.0
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     # ---- model
@@ -80,6 +84,8 @@ class TrainConfig:
                 setattr(cfg, f.name, val)
         if cfg.kind not in ("sparse", "dense"):
             raise LexretError(f"{where}: kind must be 'sparse' or 'dense', got {cfg.kind!r}")
+        if cfg.w_distill > 0 and not cfg.distill_from:
+            raise LexretError(f"{where}: w_distill > 0 needs distill_from: a dense checkpoint folder")
         if not cfg.model_id:
             cfg.model_id = f"lexret-{cfg.kind}-lite0-minilm-v1"
         return cfg

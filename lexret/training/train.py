@@ -70,6 +70,53 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
     return Data(cache, len(tr), len(va))
 
 
+def pooled_features(data: Data) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-pooled Lite0 patches of every item and mean-pooled MiniLM states of every caption."""
+    c = data.cache
+    n = data.n_train + data.n_val
+    img = np.zeros((n, c.images.shape[2]), dtype=np.float32)
+    for a in range(0, n, 500):
+        img[a : a + 500] = np.asarray(c.images[a : a + 500], dtype=np.float32).mean(1)
+    txt = np.zeros((c.text_states.shape[0], c.text_states.shape[2]), dtype=np.float32)
+    for a in range(0, txt.shape[0], 2000):
+        caps = np.arange(a, min(a + 2000, txt.shape[0]))
+        st, _, mask = _text_batch(c, caps)
+        txt[caps] = mean_pool(st, mask).numpy()
+    return img, txt
+
+
+class DenseTeacher:
+    """Scores of a trained dense checkpoint on the cached features, for distillation."""
+
+    def __init__(self, path: str | Path, data: Data) -> None:
+        from lexret.model.checkpoint import load_model
+
+        model, cfg = load_model(Path(path))
+        if cfg["kind"] != "dense":
+            raise LexretError(f"distill_from: {path} is a {cfg['kind']} checkpoint; give a dense one")
+        img, txt = pooled_features(data)
+        with torch.no_grad():
+            self.img = model.encode_pooled_image(torch.from_numpy(img))
+            self.txt = model.encode_pooled_text(torch.from_numpy(txt))
+            self.temperature = float(model.temperature())
+        log.info("distilling from %s (temperature %.4f)", path, self.temperature)
+
+    def logits(self, items: np.ndarray, caps: np.ndarray) -> torch.Tensor:
+        """``(B, B)`` teacher logits of image ``items[i]`` against caption ``caps[j]``."""
+        return (
+            self.img[torch.from_numpy(items.astype(np.int64))]
+            @ self.txt[torch.from_numpy(caps.astype(np.int64))].T
+            / self.temperature
+        )
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) over each row (image -> captions) and each column (caption -> images)."""
+    rows = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
+    cols = F.kl_div(F.log_softmax(student.T, 1), F.log_softmax(teacher.T, 1), log_target=True, reduction="batchmean")
+    return 0.5 * (rows + cols)
+
+
 def _batches(n: int, bs: int, rng: np.random.Generator, drop_last: bool = True):
     perm = rng.permutation(n)
     stop = n - bs + 1 if drop_last and n >= bs else n
@@ -129,6 +176,7 @@ class SparseTrainer:
         self.to_active[self.model.active] = torch.arange(active.size)
         self.content = content_mask(vocab.tokens)
         self.bow_targets = self._bow_targets()
+        self.teacher = DenseTeacher(cfg.distill_from, data) if cfg.distill_from and cfg.w_distill > 0 else None
 
     def _bow_targets(self):
         """Per item: normalised counts of its captions' active terms, ``(n_items, n_terms)`` CSR."""
@@ -247,11 +295,15 @@ class SparseTrainer:
         ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
         ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)
         losses = {"contrastive": info_nce(ivn, tvn, m.temperature())}
+        if self.teacher is not None:
+            losses["distill"] = distill_loss(ivn @ tvn.T / m.temperature(), self.teacher.logits(bi, caps))
         ramp = min(1.0, (step / max(1, cfg.flops_warmup_steps))) ** 2
         fi = flops(ivn if cfg.flops_on_normalized else iv)
         ft = flops(tvn if cfg.flops_on_normalized else tv)
         losses["flops_image"], losses["flops_text"] = fi, ft
         total = cfg.w_contrastive * losses["contrastive"] + ramp * (cfg.w_flops_image * fi + cfg.w_flops_text * ft)
+        if "distill" in losses:
+            total = total + cfg.w_distill * losses["distill"]
         if cfg.w_mlm > 0:
             losses["mlm"] = self.mlm_loss(rng)
             total = total + cfg.w_mlm * losses["mlm"]
@@ -318,16 +370,7 @@ class DenseTrainer:
     def __init__(self, cfg: TrainConfig, data: Data) -> None:
         self.cfg, self.data = cfg, data
         self.model = DenseModel(DenseModelConfig(**cfg.model))
-        c = data.cache
-        n = data.n_train + data.n_val
-        self.img_pooled = np.zeros((n, c.images.shape[2]), dtype=np.float32)
-        for a in range(0, n, 500):
-            self.img_pooled[a : a + 500] = np.asarray(c.images[a : a + 500], dtype=np.float32).mean(1)
-        self.txt_pooled = np.zeros((c.text_states.shape[0], c.text_states.shape[2]), dtype=np.float32)
-        for a in range(0, self.txt_pooled.shape[0], 2000):
-            caps = np.arange(a, min(a + 2000, self.txt_pooled.shape[0]))
-            st, _, mask = _text_batch(c, caps)
-            self.txt_pooled[caps] = mean_pool(st, mask).numpy()
+        self.img_pooled, self.txt_pooled = pooled_features(data)
 
     def _augmented_image(self, bi: np.ndarray, gen: torch.Generator) -> torch.Tensor:
         """Mean over a random subset of the 49 patches (each kept with prob ``1 - patch_drop``)."""
