@@ -67,6 +67,26 @@ def test_text_padding_does_not_change_vectors(tiny):
     assert torch.allclose(a, b) and torch.allclose(a[:1], c, atol=1e-6)
 
 
+@pytest.mark.parametrize("global_hidden", [0, 32])
+def test_hidden_patches_do_not_change_image_vectors(tiny, global_hidden):
+    """Patch-drop hides patches from attention, from the global token's mean and from the max."""
+    torch.manual_seed(3)
+    cfg = SparseModelConfig(**{**tiny.cfg.to_dict(), "global_hidden": global_hidden})
+    m = SparseLexModel(cfg, tiny.E_full, tiny.active).eval()
+    assert (m.image_global is None) == (global_hidden == 0)
+    p = torch.randn(3, 4, 16)
+    keep = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.bool)
+    garbage = torch.where(keep.unsqueeze(-1), p, torch.randn(3, 4, 16) * 100)
+    with torch.no_grad():
+        a, _ = m.encode_patches(p, keep)
+        b, _ = m.encode_patches(garbage, keep)
+        full, _ = m.encode_patches(p)
+        changed, _ = m.encode_patches(garbage)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(a[2], full[2], atol=1e-5)  # all kept = no mask
+    assert not torch.allclose(full[:2], changed[:2])
+
+
 def test_image_head_starts_as_copy_of_text_head(tiny):
     m = SparseLexModel(tiny.cfg, tiny.E_full, tiny.active)
     for (k1, v1), (k2, v2) in zip(m.text_head.state_dict().items(), m.image_head.state_dict().items()):

@@ -3,8 +3,9 @@
 * Text: MiniLM token states -> lexical head (dense, GELU, LayerNorm; decoder tied to MiniLM's
   word-embedding matrix E plus a bias) -> per-token term logits -> log(1 + relu) -> max over
   tokens (padding masked).
-* Image: Lite0 patch states (49 x 1280) -> projection to 384 (+ positions) -> small transformer ->
-  its own lexical head (initialised as a copy of the text head) -> log(1 + relu) -> max over patches.
+* Image: Lite0 patch states (49 x 1280) -> projection to 384 (+ positions), optionally with a global
+  token (an MLP of the mean patch) -> small transformer -> its own lexical head (initialised as a copy
+  of the text head) -> log(1 + relu) -> max over patches.
 * Lexicon bottleneck: softmax(max-pooled logits) @ E (E detached) replaces the first input of a weak
   2-layer decoder that reconstructs a masked caption.
 
@@ -38,6 +39,9 @@ class SparseModelConfig:
     max_len: int = 48
     dropout: float = 0.1
     init_temperature: float = 0.05
+    # An extra image token computed by an MLP from the mean of the patches (0 = none): the path the
+    # dense baseline's strength comes from, given to the sparse trunk as one more token to pool.
+    global_hidden: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +164,15 @@ class SparseLexModel(nn.Module):
         self.image_pos = nn.Parameter(torch.zeros(cfg.n_patches, d))
         nn.init.normal_(self.image_pos, std=0.02)
         self.image_in_norm = nn.LayerNorm(d)
+        self.image_global = None
+        if cfg.global_hidden > 0:
+            self.image_global = nn.Sequential(
+                nn.LayerNorm(cfg.image_in),
+                nn.Linear(cfg.image_in, cfg.global_hidden),
+                nn.GELU(),
+                nn.Dropout(cfg.dropout),
+                nn.Linear(cfg.global_hidden, d),
+            )
         layer = nn.TransformerEncoderLayer(
             d, cfg.image_heads, cfg.image_ff, cfg.dropout, batch_first=True, norm_first=True
         )
@@ -182,10 +195,26 @@ class SparseLexModel(nn.Module):
         return self.text_head(states, self.E_active)
 
     def image_states(self, patches: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``keep (B, 49)`` (training augmentation only): patches with 0 are hidden from attention."""
-        x = self.image_in_norm(self.image_proj(patches) + self.image_pos)
+        """``keep (B, 49)`` (training augmentation only): patches with 0 are hidden from attention
+        and from the global token's mean. Returns ``(B, T, d)``, T = 49 (+ 1 global token, first)."""
+        x = self.image_proj(patches) + self.image_pos
+        if self.image_global is not None:
+            if keep is None:
+                mean = patches.mean(1)
+            else:
+                k = keep.to(patches.dtype).unsqueeze(-1)
+                mean = (patches * k).sum(1) / k.sum(1).clamp_min(1.0)
+            x = torch.cat([self.image_global(mean).unsqueeze(1), x], dim=1)
+            keep = None if keep is None else self.with_global(keep)
+        x = self.image_in_norm(x)
         pad = None if keep is None else ~keep.bool()
         return self.image_out_norm(self.image_encoder(x, src_key_padding_mask=pad))
+
+    def with_global(self, keep: torch.Tensor) -> torch.Tensor:
+        """The patch mask ``(B, 49)`` extended with the global token (always kept), if the model has one."""
+        if self.image_global is None:
+            return keep
+        return torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)
 
     def image_logits(self, patches: torch.Tensor) -> torch.Tensor:
         return self.image_head(self.image_states(patches), self.E_active)
@@ -203,7 +232,7 @@ class SparseLexModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(vector, max-pooled logits)`` over the 49 patches (or the kept ones, in training)."""
         z = self.image_head.transform(self.image_states(patches, keep))
-        mx = max_tied_logits(z, self.E_active, self.image_head.bias, keep)
+        mx = max_tied_logits(z, self.E_active, self.image_head.bias, None if keep is None else self.with_global(keep))
         return torch.log1p(torch.relu(mx)), mx
 
     def bottleneck(self, pooled_logits: torch.Tensor) -> torch.Tensor:
