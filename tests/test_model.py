@@ -110,22 +110,6 @@ def test_dense_model_normalised():
     assert mean_pool(s, torch.tensor([[1, 1, 0]])).item() == 2.0
 
 
-def test_dense_text_skip_is_linear_in_the_sentence_embedding():
-    torch.manual_seed(0)
-    m = DenseModel(DenseModelConfig(image_in=16, hidden=32, dim=8, text_skip=True)).eval()
-    assert "text_skip.weight" in m.state_dict()
-    assert "text_skip.weight" not in DenseModel(DenseModelConfig(image_in=16, hidden=32, dim=8)).state_dict()
-    t = torch.randn(3, 384)
-    with torch.no_grad():
-        out = m.encode_pooled_text(t)
-        m.text_skip.weight.zero_()
-        m.text_skip.bias.zero_()
-        mlp_only = m.encode_pooled_text(t)
-    assert torch.allclose(out.norm(dim=-1), torch.ones(3))
-    assert torch.allclose(mlp_only, torch.nn.functional.normalize(m.text_mlp(t), dim=-1))
-    assert not torch.allclose(out, mlp_only)
-
-
 def test_terms_and_metrics():
     assert not is_content_term("the") and not is_content_term(",") and not is_content_term("[CLS]")
     assert is_content_term("dog") and is_content_term("##s") and "a" in STOPWORDS

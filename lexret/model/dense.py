@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SKIP_INPUT_NORM = 10.0  # the unit sentence embedding is scaled up to about the MLP branch's range
-
 
 @dataclass
 class DenseModelConfig:
@@ -20,9 +18,6 @@ class DenseModelConfig:
     dim: int = 256
     dropout: float = 0.1
     init_temperature: float = 0.05
-    # A linear skip from MiniLM's sentence embedding (the L2-normalised mean pool, the space the
-    # backbone was trained for) next to the text MLP: +2.7 val RSUM measured, less overfitting.
-    text_skip: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,17 +40,13 @@ class DenseModel(nn.Module):
         self.cfg = cfg
         self.image_mlp = _mlp(cfg.image_in, cfg.hidden, cfg.dim, cfg.dropout)
         self.text_mlp = _mlp(cfg.text_in, cfg.hidden, cfg.dim, cfg.dropout)
-        self.text_skip = nn.Linear(cfg.text_in, cfg.dim) if cfg.text_skip else None
         self.log_inv_temp = nn.Parameter(torch.tensor(float(-torch.log(torch.tensor(cfg.init_temperature)))))
 
     def encode_pooled_image(self, pooled: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_mlp(pooled), dim=-1)
 
     def encode_pooled_text(self, pooled: torch.Tensor) -> torch.Tensor:
-        out = self.text_mlp(pooled)
-        if self.text_skip is not None:
-            out = out + self.text_skip(F.normalize(pooled, dim=-1) * SKIP_INPUT_NORM)
-        return F.normalize(out, dim=-1)
+        return F.normalize(self.text_mlp(pooled), dim=-1)
 
     def encode_patches(self, patches: torch.Tensor) -> torch.Tensor:
         return self.encode_pooled_image(patches.mean(1))
