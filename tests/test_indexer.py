@@ -203,10 +203,9 @@ def test_bad_input_leaves_nothing_behind(tmp_path: Path, vocab: Vocabulary, chun
 
 @pytest.fixture(scope="module")
 def big_vectors(tmp_path_factory: pytest.TempPathFactory, vocab: Vocabulary) -> Path:
-    """Enough impact mass (10,000 docs x ~85 terms at --scale 300) for Lucene to index for seconds,
-    even when a busy machine delays the test's signal."""
+    """Enough impact mass (3,000 docs x ~85 terms at --scale 300) for Lucene to index for seconds."""
     path = tmp_path_factory.mktemp("big") / "docs.npz"
-    write_vectors(path, synthetic_ids(10_000, "big"), zipf_batch(10_000, len(vocab), 100, seed=5), vocab)
+    write_vectors(path, synthetic_ids(3000, "big"), zipf_batch(3000, len(vocab), 100, seed=5), vocab)
     return path
 
 
