@@ -215,7 +215,15 @@ def interrupt_during_lucene_indexing(vectors: Path, out: Path, tmp: Path, sig: i
     cmd = [sys.executable, "-m", "lexret", "-q", "index", "--vectors", str(vectors), "--out", str(out)]
     cmd += ["--scale", "300", "--threads", "1"]
     with open(tmp / "index-stderr.txt", "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        # A shell starts background jobs with SIGINT ignored, and children inherit that (so `make test &`
+        # would make Ctrl-C a no-op): give lexret the default disposition a terminal job has.
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + 180
         while True:
