@@ -162,6 +162,8 @@ def test_distillation_from_dense_teacher(tiny_collection, sparse_run):
     assert torch.allclose(logits, teacher.img[:2] @ teacher.txt[torch.from_numpy(caps)].T / teacher.temperature)
     with pytest.raises(LexretError, match="give a dense one"):
         DenseTeacher(sparse_run[1], data)
+    with pytest.raises(LexretError, match="not found .*working directory"):
+        DenseTeacher(tiny_collection / "no-such-teacher", data)
 
 
 def test_config_errors(tmp_path):

@@ -91,6 +91,11 @@ class DenseTeacher:
     def __init__(self, path: str | Path, data: Data) -> None:
         from lexret.model.checkpoint import load_model
 
+        if not Path(path).is_dir():
+            raise LexretError(
+                f"distill_from: {path} not found (a relative path is read from the working directory: run "
+                "from the repository root, give an absolute path, or set w_distill: 0)"
+            )
         model, cfg = load_model(Path(path))
         if cfg["kind"] != "dense":
             raise LexretError(f"distill_from: {path} is a {cfg['kind']} checkpoint; give a dense one")
