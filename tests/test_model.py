@@ -42,6 +42,9 @@ def test_max_tied_logits_matches_dense_and_masks_padding():
     z2[0, 3:] = 100.0
     assert torch.allclose(max_tied_logits(z2, E, b, mask, chunk=5), out.detach())
     assert torch.autograd.gradcheck(lambda z, b: max_tied_logits(z, E, b, mask, 4), (z, b))
+    # the decoder matrix gets its gradient too when it is trained (the untied image decoder)
+    E_train = E.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda z, E_, b: max_tied_logits(z, E_, b, mask, 4), (z, E_train, b))
 
 
 def test_sparse_vectors_non_negative_and_sparse_after_top_k(tiny):
@@ -121,3 +124,40 @@ def test_terms_and_metrics():
     assert r["rsum"] == 600.0
     content = np.array([False, True, True, True])
     assert term_precision([[0, 1, 2], [3]], [{1}, {2}], content, k=10) == 25.0
+
+
+def test_untied_image_decoder_starts_at_E_and_trains():
+    torch.manual_seed(4)
+    E = torch.randn(30, 384) * 0.1
+    base = dict(image_in=16, n_patches=4, image_layers=1, image_ff=64, decoder_ff=64, max_len=12)
+    tied = SparseLexModel(SparseModelConfig(**base), E, torch.arange(0, 30, 3))
+    untied = SparseLexModel(SparseModelConfig(**base, untied_image_decoder=True), E, torch.arange(0, 30, 3))
+    untied.load_state_dict({**tied.state_dict(), "image_decoder": tied.E_active.clone()})
+    tied.eval(), untied.eval()
+    p = torch.randn(2, 4, 16)
+    assert torch.allclose(tied.encode_patches(p)[0], untied.encode_patches(p)[0])
+    untied.train()
+    untied.encode_patches(p)[1].sum().backward()
+    assert untied.image_decoder.grad is not None and untied.image_decoder.grad.abs().sum() > 0
+    assert "image_decoder" in untied.state_dict() and "image_decoder" not in tied.state_dict()
+
+
+def test_text_adapter_is_identity_at_init_and_masks_padding():
+    torch.manual_seed(5)
+    E = torch.randn(30, 384) * 0.1
+    base = dict(image_in=16, n_patches=4, image_layers=1, image_ff=64, decoder_ff=64, max_len=12)
+    plain = SparseLexModel(SparseModelConfig(**base), E, torch.arange(30)).eval()
+    adapted = SparseLexModel(SparseModelConfig(**base, text_layers=1), E, torch.arange(30)).eval()
+    adapted.load_state_dict({**adapted.state_dict(), **plain.state_dict()})
+    s = torch.randn(2, 5, 384)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1] * 5], dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(plain.encode_text_states(s, mask)[0], adapted.encode_text_states(s, mask)[0], atol=1e-6)
+        for p_ in adapted.text_adapter.parameters():  # a trained adapter: padding still has no say
+            p_.add_(torch.randn_like(p_) * 0.1)
+        a = adapted.encode_text_states(s, mask)[0]
+        s2 = s.clone()
+        s2[0, 3:] = 50.0
+        b = adapted.encode_text_states(s2, mask)[0]
+        assert torch.allclose(a, b, atol=1e-5)
+        assert not torch.allclose(a, plain.encode_text_states(s, mask)[0])

@@ -42,6 +42,12 @@ class SparseModelConfig:
     # An extra image token computed by an MLP from the mean of the patches (0 = none): the path the
     # dense baseline's strength comes from, given to the sparse trunk as one more token to pool.
     global_hidden: int = 0
+    # The image head's decoder as its own matrix (initialised from E) instead of tied to E: image
+    # term scores are then not confined to the geometry of MiniLM's word embeddings.
+    untied_image_decoder: bool = False
+    # Residual transformer layers over the frozen MiniLM states before the text head, initialised
+    # as the identity (0 = none).
+    text_layers: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,13 +88,13 @@ class _MaxTiedLogits(torch.autograd.Function):
             m, i = lg.max(dim=1)
             vals[:, a : a + chunk] = m + bias[a : a + chunk]
             arg[:, a : a + chunk] = i
-        ctx.save_for_backward(arg, E)
+        ctx.save_for_backward(arg, E, z if ctx.needs_input_grad[1] else None)
         ctx.shape = (B, T, d)
         return vals
 
     @staticmethod
     def backward(ctx, g):
-        arg, E = ctx.saved_tensors
+        arg, E, z = ctx.saved_tensors
         B, T, d = ctx.shape
         V = E.shape[0]
         rows = (arg + torch.arange(B).unsqueeze(1) * T).reshape(-1)
@@ -97,7 +103,8 @@ class _MaxTiedLogits(torch.autograd.Function):
             torch.stack([rows, cols]), g.reshape(-1), (B * T, V), check_invariants=False
         ).coalesce()
         gz = torch.sparse.mm(S, E).reshape(B, T, d)
-        return gz, None, g.sum(0), None, None
+        gE = None if z is None else torch.sparse.mm(S.t(), z.reshape(B * T, d))
+        return gz, gE, g.sum(0), None, None
 
 
 def max_tied_logits(
@@ -179,6 +186,19 @@ class SparseLexModel(nn.Module):
         self.image_encoder = nn.TransformerEncoder(layer, cfg.image_layers, enable_nested_tensor=False)
         self.image_out_norm = nn.LayerNorm(d)
         self.image_head = copy.deepcopy(self.text_head)
+        self.image_decoder = (
+            nn.Parameter(self.E_active.clone()) if cfg.untied_image_decoder else None
+        )
+        self.text_adapter = None
+        if cfg.text_layers > 0:
+            tl = nn.TransformerEncoderLayer(
+                d, cfg.image_heads, cfg.image_ff, cfg.dropout, batch_first=True, norm_first=True
+            )
+            self.text_adapter = nn.TransformerEncoder(tl, cfg.text_layers, enable_nested_tensor=False)
+            for layer_ in self.text_adapter.layers:  # identity at start: the MLM-warmed head sees MiniLM as is
+                for lin in (layer_.self_attn.out_proj, layer_.linear2):
+                    nn.init.zeros_(lin.weight)
+                    nn.init.zeros_(lin.bias)
         self.decoder = WeakDecoder(cfg, n)
         self.log_inv_temp = nn.Parameter(torch.tensor(float(-torch.log(torch.tensor(cfg.init_temperature)))))
 
@@ -216,13 +236,20 @@ class SparseLexModel(nn.Module):
             return keep
         return torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)
 
+    @property
+    def image_E(self) -> torch.Tensor:
+        """The image head's decoder matrix: E over the active terms, or its own (untied) copy."""
+        return self.E_active if self.image_decoder is None else self.image_decoder
+
     def image_logits(self, patches: torch.Tensor) -> torch.Tensor:
-        return self.image_head(self.image_states(patches), self.E_active)
+        return self.image_head(self.image_states(patches), self.image_E)
 
     # ----- pooled vectors (B, n_terms) -------------------------------------------------------------
 
     def encode_text_states(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(vector, max-pooled logits)``: ``vector = log(1 + relu(max_t logits))``, padding masked."""
+        if self.text_adapter is not None:
+            states = self.text_adapter(states, src_key_padding_mask=~mask.bool())
         z = self.text_head.transform(states)
         mx = max_tied_logits(z, self.E_active, self.text_head.bias, mask)
         return torch.log1p(torch.relu(mx)), mx
@@ -232,7 +259,7 @@ class SparseLexModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(vector, max-pooled logits)`` over the 49 patches (or the kept ones, in training)."""
         z = self.image_head.transform(self.image_states(patches, keep))
-        mx = max_tied_logits(z, self.E_active, self.image_head.bias, None if keep is None else self.with_global(keep))
+        mx = max_tied_logits(z, self.image_E, self.image_head.bias, None if keep is None else self.with_global(keep))
         return torch.log1p(torch.relu(mx)), mx
 
     def bottleneck(self, pooled_logits: torch.Tensor) -> torch.Tensor:

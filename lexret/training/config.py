@@ -61,6 +61,7 @@ class TrainConfig:
     w_distill: float = 0.0
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
+    token_drop: float = 0.0  # sparse training augmentation: hide random caption tokens from the max pool
     # ---- model
     model: dict[str, Any] = field(default_factory=dict)
 

@@ -296,7 +296,12 @@ class SparseTrainer:
             keep = torch.rand(patches.shape[:2], generator=gen) >= cfg.patch_drop
             keep[keep.sum(1) == 0, 0] = True
         iv, imx = m.encode_patches(patches, keep)
-        tv, tmx = m.encode_text_states(states, mask)
+        tmask = mask
+        if cfg.token_drop > 0:
+            drop = (torch.rand(mask.shape, generator=gen) < cfg.token_drop) & mask
+            drop[:, 0] = False  # [CLS] stays: no caption loses every token
+            tmask = mask & ~drop
+        tv, tmx = m.encode_text_states(states, tmask)
         ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
         ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)
         losses = {"contrastive": info_nce(ivn, tvn, m.temperature())}
