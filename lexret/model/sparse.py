@@ -186,9 +186,7 @@ class SparseLexModel(nn.Module):
         self.image_encoder = nn.TransformerEncoder(layer, cfg.image_layers, enable_nested_tensor=False)
         self.image_out_norm = nn.LayerNorm(d)
         self.image_head = copy.deepcopy(self.text_head)
-        self.image_decoder = (
-            nn.Parameter(self.E_active.clone()) if cfg.untied_image_decoder else None
-        )
+        self.image_decoder = nn.Parameter(self.E_active.clone()) if cfg.untied_image_decoder else None
         self.text_adapter = None
         if cfg.text_layers > 0:
             tl = nn.TransformerEncoderLayer(
