@@ -12,7 +12,7 @@ from PIL import Image
 from lexret.encoders import DenseEncoder, SparseEncoder
 from lexret.errors import LexretError
 from lexret.training.config import TrainConfig
-from lexret.training.train import prepare_data, train
+from lexret.training.train import flip_patch_grid, prepare_data, train
 
 WORDS = ["red", "blue", "green", "yellow", "dog", "cat", "ball", "car"]
 
@@ -173,6 +173,10 @@ def test_config_errors(tmp_path):
         TrainConfig.from_dict({"kind": "other"})
     with pytest.raises(LexretError, match="needs distill_from"):
         TrainConfig.from_dict({"kind": "sparse", "w_distill": 1.0})
+    with pytest.raises(LexretError, match="ema is a decay"):
+        TrainConfig.from_dict({"kind": "sparse", "ema": 1.0})
+    with pytest.raises(LexretError, match="patch_flip is a probability"):
+        TrainConfig.from_dict({"kind": "sparse", "patch_flip": 1.5})
     p = tmp_path / "c.yaml"
     p.write_text("kind: dense\nepochs: 3\n")
     cfg = TrainConfig.from_yaml(p)
@@ -185,3 +189,24 @@ def test_config_base_inheritance(tmp_path):
     (tmp_path / "sub" / "abl.yaml").write_text("base: ../base.yaml\nw_flops_image: 0.0\nmodel:\n  image_ff: 32\n")
     cfg = TrainConfig.from_yaml(tmp_path / "sub" / "abl.yaml")
     assert cfg.epochs == 7 and cfg.w_flops_image == 0.0 and cfg.model == {"image_layers": 1, "image_ff": 32}
+
+
+def test_flip_patch_grid_mirrors_columns_of_chosen_rows():
+    x = torch.arange(2 * 49 * 3, dtype=torch.float32).view(2, 49, 3)
+    y = flip_patch_grid(x, torch.tensor([True, False]))
+    assert torch.equal(y[1], x[1])
+    grid, fgrid = x[0].view(7, 7, 3), y[0].view(7, 7, 3)
+    for r in range(7):
+        for c in range(7):
+            assert torch.equal(fgrid[r, c], grid[r, 6 - c])
+    assert torch.equal(flip_patch_grid(y, torch.tensor([True, False])), x)
+    with pytest.raises(LexretError, match="square"):
+        flip_patch_grid(torch.zeros(1, 50, 3), torch.tensor([True]))
+
+
+def test_sparse_training_with_ema_and_patch_flip(tiny_collection, tmp_path):
+    cfg = _cfg(tiny_collection, "sparse", epochs=1, ema=0.9, patch_flip=0.5, mlm_warmup_steps=2)
+    metrics = train(cfg, tmp_path / "ema")
+    assert metrics["best_epoch"] == 1 and "rsum" in metrics["val"]
+    saved = json.loads((tmp_path / "ema" / "config.json").read_text())
+    assert saved["ema"] == 0.9 and saved["patch_flip"] == 0.5

@@ -62,6 +62,10 @@ class TrainConfig:
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     token_drop: float = 0.0  # sparse training augmentation: hide random caption tokens from the max pool
+    # sparse training augmentation: mirror the 7x7 patch grid left-right (close to the features of the
+    # mirrored picture: mean cosine 0.89 on val images, against 0.49 unmirrored)
+    patch_flip: float = 0.0
+    ema: float = 0.0  # > 0: validate and save an exponential moving average of the weights (decay)
     # ---- model
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +89,11 @@ class TrainConfig:
                 setattr(cfg, f.name, val)
         if cfg.kind not in ("sparse", "dense"):
             raise LexretError(f"{where}: kind must be 'sparse' or 'dense', got {cfg.kind!r}")
+        for name, top in (("patch_drop", 0.95), ("token_drop", 0.95), ("patch_flip", 1.0)):
+            if not 0.0 <= getattr(cfg, name) <= top:
+                raise LexretError(f"{where}: {name} is a probability in [0, {top}], got {getattr(cfg, name)}")
+        if not 0.0 <= cfg.ema < 1.0:
+            raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
         if cfg.w_distill > 0 and not cfg.distill_from:
             raise LexretError(f"{where}: w_distill > 0 needs distill_from: a dense checkpoint folder")
         if not cfg.model_id:

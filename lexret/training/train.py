@@ -22,6 +22,7 @@ from lexret.model.sparse import SparseLexModel, SparseModelConfig
 from lexret.model.terms import active_terms, content_mask
 from lexret.training.cache import FeatureCache, build_cache
 from lexret.training.config import TrainConfig
+from lexret.training.ema import WeightEMA
 from lexret.training.evaluate import (
     expected_flops,
     l2_normalize,
@@ -135,6 +136,16 @@ def _text_batch(cache: FeatureCache, caps: np.ndarray) -> tuple[torch.Tensor, to
     states = torch.from_numpy(np.asarray(cache.text_states[caps][:, :L], dtype=np.float32))
     ids_t = torch.from_numpy(ids[:, :L].astype(np.int64))
     return states, ids_t, ids_t > 0
+
+
+def flip_patch_grid(patches: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """Mirror the square patch grid of the rows ``which`` (bool, ``(B,)``) left-right."""
+    b, n, d = patches.shape
+    side = int(round(n**0.5))
+    if side * side != n:
+        raise LexretError(f"patch_flip needs a square patch grid, got {n} patches")
+    flipped = patches.view(b, side, side, d).flip(2).reshape(b, n, d)
+    return torch.where(which.view(b, 1, 1), flipped, patches)
 
 
 def _lr_lambda(cfg: TrainConfig, total: int):
@@ -291,6 +302,8 @@ class SparseTrainer:
         order = np.argsort(np.argsort(bi))
         patches = patches[torch.from_numpy(order)]
         states, ids, mask = _text_batch(c, caps)
+        if cfg.patch_flip > 0:
+            patches = flip_patch_grid(patches, torch.rand(len(bi), generator=gen) < cfg.patch_flip)
         keep = None
         if cfg.patch_drop > 0:
             keep = torch.rand(patches.shape[:2], generator=gen) >= cfg.patch_drop
@@ -428,6 +441,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
     model = trainer.model
     if cfg.kind == "sparse":
         trainer.pretrain_text_head(cfg.mlm_warmup_steps, rng)
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
     bs = min(cfg.batch_size, data.n_train)
     steps_per_epoch = max(1, data.n_train // bs)
     total = steps_per_epoch * cfg.epochs
@@ -471,6 +485,8 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(model)
             step += 1
             n += 1
             for k, v in losses.items():
@@ -481,10 +497,18 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
             epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature().detach())
         )
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            rec["val"] = trainer.evaluate()
+            if ema is None:
+                rec["val"] = trainer.evaluate()
+            else:
+                with ema.swapped(model):
+                    rec["val"] = trainer.evaluate()
             if best is None or rec["val"]["rsum"] > best["val"]["rsum"]:
                 best = rec
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = (
+                    ema.state_dict(model)
+                    if ema is not None
+                    else {k: v.detach().clone() for k, v in model.state_dict().items()}
+                )
         history.append(rec)
         msg = " ".join(f"{k}={v:.4g}" for k, v in rec.items() if isinstance(v, float) and k != "minutes")
         val = rec.get("val", {})
