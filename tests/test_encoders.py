@@ -41,6 +41,7 @@ def test_shipped_checkpoints_are_small_heads():
 def test_sparse_encoder_finds_own_image(sparse, sample):
     images, captions, owner = sample
     assert sparse.model_id.startswith("lexret-sparse") and len(sparse.vocab) == 30522
+    assert (sparse.image_backbone_id, sparse.image_size) == ("efficientnet-lite0", 224)  # config names none
     d = sparse.encode_images(images, batch_size=5)
     q = sparse.encode_texts(captions, batch_size=16)
     assert isinstance(d, SparseBatch) and len(d) == N and len(q) == len(captions)

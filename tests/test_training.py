@@ -210,3 +210,96 @@ def test_sparse_training_with_ema_and_patch_flip(tiny_collection, tmp_path):
     assert metrics["best_epoch"] == 1 and "rsum" in metrics["val"]
     saved = json.loads((tmp_path / "ema" / "config.json").read_text())
     assert saved["ema"] == 0.9 and saved["patch_flip"] == 0.5
+
+
+def test_image_backbone_config(tmp_path):
+    from pathlib import Path
+
+    with pytest.raises(LexretError, match="image_backbone: unknown image backbone 'lite2'; known: efficientnet-lite0"):
+        TrainConfig.from_dict({"kind": "dense", "image_backbone": "lite2"})
+    with pytest.raises(LexretError, match="model.n_patches is 49, but image_backbone efficientnet-lite2 gives 81"):
+        TrainConfig.from_dict({"kind": "sparse", "image_backbone": "efficientnet-lite2", "model": {"n_patches": 49}})
+    cfg = TrainConfig.from_dict({"kind": "sparse", "image_backbone": "efficientnet-lite2"})
+    assert cfg.model_id == "lexret-sparse-lite2-minilm-v1"
+    assert TrainConfig.from_dict({"kind": "dense"}).image_backbone == "efficientnet-lite0"
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for kind in ("dense", "sparse"):
+        c = TrainConfig.from_yaml(configs / f"{kind}_lite2.yaml")
+        assert (c.kind, c.image_backbone, c.model_id) == (kind, "efficientnet-lite2", f"lexret-{kind}-lite2-minilm-v1")
+        assert (c.distill_from, c.w_distill) == ("", 0.0)  # sparse.yaml's Lite0 teacher is not inherited
+
+
+@pytest.fixture(scope="module")
+def lite2_run(tiny_collection, sparse_run):
+    """The sparse model on Lite2 features, in the cache folder the Lite0 run (``sparse_run``) made."""
+    folders = list((tiny_collection / "cache").iterdir())
+    stamps = {f.name: f.stat().st_mtime_ns for f in folders[0].iterdir()}
+    cfg = _cfg(tiny_collection, "sparse", epochs=1, mlm_warmup_steps=2, image_backbone="efficientnet-lite2")
+    out = tiny_collection / "sparse-lite2"
+    data = prepare_data(cfg, out)
+    metrics = train(cfg, out, data)
+    return cfg, out, data, metrics, folders, stamps
+
+
+def test_lite2_features_join_the_shared_cache_folder(lite2_run):
+    _, _, data, metrics, folders, stamps = lite2_run
+    assert len(folders) == 1 and list(folders[0].parent.iterdir()) == folders  # same key: one folder
+    folder = folders[0]
+    assert data.cache.folder == folder and data.cache.image_backbone == "efficientnet-lite2"
+    lite0 = np.load(folder / "images.npy", mmap_mode="r")
+    lite2 = np.load(folder / "images-efficientnet-lite2.npy", mmap_mode="r")
+    assert lite0.shape == (10, 49, 1280) and lite2.shape == (10, 81, 1280) and lite2.dtype == np.float16
+    assert data.cache.images.shape == (10, 81, 1280)
+    assert not list(folder.glob("*.tmp"))
+    # the text arrays and Lite0's features were reused, not rewritten
+    assert {f: (folder / f).stat().st_mtime_ns for f in stamps} == stamps
+    assert metrics["image_backbone"] == "efficientnet-lite2"
+
+
+def test_lite2_checkpoint_round_trip(lite2_run, tiny_collection):
+    from lexret.training.train import DenseTeacher
+
+    _, out, data, _, _, _ = lite2_run
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["image_backbone"] == "efficientnet-lite2"
+    assert (out / "model_id").read_text().strip() == "lexret-sparse-lite2-minilm-v1"
+    enc = SparseEncoder.from_pretrained(out)
+    assert (enc.image_backbone_id, enc.image_size) == ("efficientnet-lite2", 260)
+    assert enc.metadata()["image_backbone"] == "efficientnet-lite2"
+    assert enc.model.image_pos.shape[0] == 81
+    # an image file encodes to the vector of its cached features (cache order = collection order)
+    imgs = [tiny_collection / "images" / f"{i}.jpg" for i in range(3)]
+    raw = enc._image_features(imgs)
+    assert raw.shape == (3, 81, 1280)
+    cached = torch.from_numpy(np.asarray(data.cache.images[:3], dtype=np.float32))
+    assert torch.allclose(raw, cached, atol=1e-2)
+    from_file = enc.encode_images(imgs).to_scipy().toarray()
+    from_cache = enc.encode_image_features(cached).to_scipy().toarray()
+    assert from_file.shape == from_cache.shape and (from_file > 0).any()
+    assert np.allclose(from_file, from_cache, atol=1e-3)
+    # a Lite0 teacher cannot score Lite2 features
+    from lexret.encoders import shipped_checkpoint
+
+    with pytest.raises(LexretError, match="trained on efficientnet-lite0 features, this run uses efficientnet-lite2"):
+        DenseTeacher(shipped_checkpoint("dense"), data)
+
+
+def test_checkpoint_without_image_backbone_loads_as_lite0(sparse_run, tmp_path):
+    import shutil
+
+    from lexret.model.checkpoint import read_config
+
+    _, out, _, _, _ = sparse_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg.pop("image_backbone")
+    (old / "config.json").write_text(json.dumps(cfg))
+    assert read_config(old)["image_backbone"] == "efficientnet-lite0"
+    enc = SparseEncoder.from_pretrained(old)
+    assert (enc.image_backbone_id, enc.image_size) == ("efficientnet-lite0", 224)
+    assert enc.model.image_pos.shape[0] == 49
+    cfg["image_backbone"] = "efficientnet-lite9"
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(LexretError, match="config.json: image_backbone: unknown image backbone 'efficientnet-lite9'"):
+        SparseEncoder.from_pretrained(old)

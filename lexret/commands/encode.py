@@ -205,7 +205,8 @@ def _encode_images(
                 pixels, good = [], []
                 for i in range(b, min(b + s.batch_size, end)):
                     try:
-                        pixels.append(preprocess_image(load_image(files[i], path=listed_in, line=lines[i])))
+                        img = load_image(files[i], path=listed_in, line=lines[i], size=enc.image_size)
+                        pixels.append(preprocess_image(img, enc.image_size))
                     except InputError as e:
                         if on_error == "stop":
                             raise

@@ -3,7 +3,7 @@
 Layout::
 
     model.safetensors   head weights (+ the ``active`` term ids of a sparse model)
-    config.json         the full training config (kind, model hyper-parameters, top-k)
+    config.json         the full training config (kind, image backbone, model hyper-parameters, top-k)
     model_id            e.g. ``lexret-sparse-lite0-minilm-v1``
     vocab_hash          hash of the vocabulary naming the sparse dimensions
     metrics.json        val metrics of the selected epoch
@@ -87,29 +87,37 @@ def plot_curves(history: list[dict], path: Path, kind: str) -> None:
 
 
 def read_config(path: Path) -> dict[str, Any]:
+    """The training config of a checkpoint folder. Checkpoints from before the image backbone was
+    selectable have no ``image_backbone``: they were trained on EfficientNet-Lite0 and read as such."""
+    from lexret.model.backbones import DEFAULT_IMAGE_BACKBONE, image_backbone_spec
+
     p = Path(path)
     if not (p / "config.json").is_file() or not (p / WEIGHTS).is_file():
         raise LexretError(f"{p} is not a lexret checkpoint folder (needs config.json and {WEIGHTS})")
-    return json.loads((p / "config.json").read_text())
+    cfg = json.loads((p / "config.json").read_text())
+    cfg.setdefault("image_backbone", DEFAULT_IMAGE_BACKBONE)
+    image_backbone_spec(cfg["image_backbone"], f"{p / 'config.json'}: image_backbone")
+    return cfg
 
 
 def load_model(path: Path):
     """Build the model of a checkpoint folder and load its weights. Returns ``(model, config dict)``."""
     from safetensors.torch import load_file
 
-    from lexret.model.backbones import word_embeddings
+    from lexret.model.backbones import head_config, word_embeddings
 
     cfg = read_config(path)
+    if cfg["kind"] not in ("sparse", "dense"):
+        raise LexretError(f"{path}: unknown model kind {cfg['kind']!r}")
+    heads = head_config(cfg["kind"], cfg.get("model", {}), cfg["image_backbone"], str(Path(path) / "config.json"))
     state = load_file(str(Path(path) / WEIGHTS))
     if cfg["kind"] == "sparse":
         from lexret.model.sparse import SparseLexModel, SparseModelConfig
 
-        model = SparseLexModel(SparseModelConfig(**cfg.get("model", {})), word_embeddings(), state["active"])
-    elif cfg["kind"] == "dense":
+        model = SparseLexModel(SparseModelConfig(**heads), word_embeddings(), state["active"])
+    else:
         from lexret.model.dense import DenseModel, DenseModelConfig
 
-        model = DenseModel(DenseModelConfig(**cfg.get("model", {})))
-    else:
-        raise LexretError(f"{path}: unknown model kind {cfg['kind']!r}")
+        model = DenseModel(DenseModelConfig(**heads))
     model.load_state_dict(state, strict=True)
     return model.eval(), cfg

@@ -1,4 +1,4 @@
-"""Dense CLIP-style baseline on the same frozen backbones: pooled Lite0 features and MiniLM
+"""Dense CLIP-style baseline on the same frozen backbones: pooled EfficientNet-Lite features and MiniLM
 mean-pooled token states, each through an MLP projection head to a shared L2-normalised space."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The learned sparse lexicon model (LexLIP-style) on frozen Lite0 / MiniLM features.
+"""The learned sparse lexicon model (LexLIP-style) on frozen EfficientNet-Lite / MiniLM features.
 
 * Text: MiniLM token states -> lexical head (dense, GELU, LayerNorm; decoder tied to MiniLM's
   word-embedding matrix E plus a bias) -> per-token term logits -> log(1 + relu) -> max over
   tokens (padding masked).
-* Image: Lite0 patch states (49 x 1280) -> projection to 384 (+ positions), optionally with a global
+* Image: patch states (Lite0: 49 x 1280, Lite2: 81 x 1280) -> projection to 384 (+ positions), optionally with a global
   token (an MLP of the mean patch) -> small transformer -> its own lexical head (initialised as a copy
   of the text head) -> log(1 + relu) -> max over patches.
 * Lexicon bottleneck: softmax(max-pooled logits) @ E (E detached) replaces the first input of a weak
@@ -28,7 +28,7 @@ from torch import nn
 class SparseModelConfig:
     hidden: int = 384
     image_in: int = 1280
-    n_patches: int = 49
+    n_patches: int = 49  # follows the image backbone (lexret.model.backbones.head_config): Lite0 49, Lite2 81
     image_layers: int = 2
     image_heads: int = 6
     image_ff: int = 1024
@@ -213,8 +213,8 @@ class SparseLexModel(nn.Module):
         return self.text_head(states, self.E_active)
 
     def image_states(self, patches: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``keep (B, 49)`` (training augmentation only): patches with 0 are hidden from attention
-        and from the global token's mean. Returns ``(B, T, d)``, T = 49 (+ 1 global token, first)."""
+        """``keep (B, n_patches)`` (training augmentation only): patches with 0 are hidden from attention
+        and from the global token's mean. Returns ``(B, T, d)``, T = n_patches (+ 1 global token, first)."""
         x = self.image_proj(patches) + self.image_pos
         if self.image_global is not None:
             if keep is None:
@@ -229,7 +229,7 @@ class SparseLexModel(nn.Module):
         return self.image_out_norm(self.image_encoder(x, src_key_padding_mask=pad))
 
     def with_global(self, keep: torch.Tensor) -> torch.Tensor:
-        """The patch mask ``(B, 49)`` extended with the global token (always kept), if the model has one."""
+        """The patch mask ``(B, n_patches)`` extended with the global token (always kept), if the model has one."""
         if self.image_global is None:
             return keep
         return torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)
@@ -255,7 +255,7 @@ class SparseLexModel(nn.Module):
     def encode_patches(
         self, patches: torch.Tensor, keep: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(vector, max-pooled logits)`` over the 49 patches (or the kept ones, in training)."""
+        """``(vector, max-pooled logits)`` over the n_patches patches (or the kept ones, in training)."""
         z = self.image_head.transform(self.image_states(patches, keep))
         mx = max_tied_logits(z, self.image_E, self.image_head.bias, None if keep is None else self.with_global(keep))
         return torch.log1p(torch.relu(mx)), mx

@@ -2,14 +2,18 @@
 
 For a list of items it stores, under ``cache_dir/<key>/``:
 
-* ``images.npy``  ``(N, 49, 1280)`` float16 Lite0 patch features,
+* ``images.npy``  ``(N, 49, 1280)`` float16 EfficientNet-Lite0 patch features, and for any other
+  image backbone ``images-<backbone id>.npy`` ``(N, grid * grid, 1280)`` (Lite2: 81 patches),
+  computed on demand the first time a run asks for that backbone,
 * ``text_states.npy`` ``(C, L, 384)`` float16 MiniLM token states of every caption (zero padded),
   ``text_ids.npy`` ``(C, L)`` int32 wordpiece ids (0 = padding),
 * ``mlm_states.npy`` / ``mlm_ids.npy`` / ``mlm_labels.npy``: token states of masked copies of some
   captions (MiniLM sees ``[MASK]``), with the original ids at masked positions (``-100`` elsewhere).
 
-The backbones round their outputs to float16 at inference too (see :mod:`lexret.model.backbones`),
-so vectors computed from raw inputs equal those computed from cached features.
+The text arrays do not depend on the image backbone: one folder per item list serves every image
+backbone. The backbones round their outputs to float16 at inference too (see
+:mod:`lexret.model.backbones`), so vectors computed from raw inputs equal those computed from cached
+features.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ import torch
 from tqdm import tqdm
 
 from lexret.data import Item, load_image, preprocess_image
-from lexret.model.backbones import TEXT_MAX_LEN, ImageBackbone, TextBackbone
+from lexret.errors import LexretError
+from lexret.model.backbones import (
+    DEFAULT_IMAGE_BACKBONE,
+    TEXT_MAX_LEN,
+    ImageBackbone,
+    TextBackbone,
+    image_backbone_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +53,29 @@ def cache_key(items: list[Item], mlm_per_item: int, mlm_prob: float, seed: int) 
     return h.hexdigest()[:16]
 
 
-class FeatureCache:
-    """Memory-mapped cached features for a fixed item list (see module docstring)."""
+def images_file(image_backbone: str) -> str:
+    """Name of the image-feature file of a backbone in a cache folder: Lite0 keeps ``images.npy`` (so
+    caches from before the backbone was selectable stay valid), others ``images-<id>.npy``."""
+    spec = image_backbone_spec(image_backbone)
+    return "images.npy" if spec.id == DEFAULT_IMAGE_BACKBONE else f"images-{spec.id}.npy"
 
-    def __init__(self, folder: Path) -> None:
+
+class FeatureCache:
+    """Memory-mapped cached features for a fixed item list and one image backbone (see module docstring)."""
+
+    def __init__(self, folder: Path, image_backbone: str = DEFAULT_IMAGE_BACKBONE) -> None:
         self.folder = folder
         meta = json.loads((folder / "meta.json").read_text())
         self.meta = meta
-        self.images = np.load(folder / "images.npy", mmap_mode="r")
+        spec = image_backbone_spec(image_backbone)
+        self.image_backbone = spec.id
+        self.images = np.load(folder / images_file(spec.id), mmap_mode="r")
+        want = (int(meta["n_items"]), spec.n_patches, spec.channels)
+        if self.images.shape != want:
+            raise LexretError(
+                f"{folder / images_file(spec.id)} holds features of shape {self.images.shape}, expected {want} "
+                f"for {spec.id}; delete the file to recompute it"
+            )
         self.text_states = np.load(folder / "text_states.npy", mmap_mode="r")
         self.text_ids = np.load(folder / "text_ids.npy")
         self.caption_owner = np.load(folder / "caption_owner.npy")
@@ -105,15 +131,22 @@ def build_cache(
     seed: int = 0,
     image_batch: int = 32,
     text_batch: int = 256,
+    image_backbone: str = DEFAULT_IMAGE_BACKBONE,
 ) -> FeatureCache:
+    """The feature cache of ``items`` under ``cache_root``: built once (text arrays, then the image
+    features of ``image_backbone``); a complete folder without this backbone's image features gets
+    them added, the text arrays are shared."""
+    spec = image_backbone_spec(image_backbone)
     key = cache_key(items, mlm_per_item, mlm_prob, seed)
     folder = Path(cache_root) / key
     if (folder / "meta.json").is_file():
         log.info("using cached backbone features in %s", folder)
-        return FeatureCache(folder)
+        if not (folder / images_file(spec.id)).is_file():
+            cache_image_features(items, folder, spec.id, batch=image_batch)
+        return FeatureCache(folder, spec.id)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    log.info("caching backbone features of %d images into %s (once)", len(items), folder)
+    log.info("caching backbone features of %d images (%s) into %s (once)", len(items), spec.id, folder)
 
     # ---- text
     tb = TextBackbone()
@@ -154,19 +187,31 @@ def build_cache(
     np.save(folder / "mlm_caption.npy", np.array(mlm_caption, dtype=np.int32))
     del tb, mstates
 
-    # ---- images
-    ib = ImageBackbone()
-    feats = np.lib.format.open_memmap(
-        folder / "images.npy.tmp", mode="w+", dtype=np.float16, shape=(len(items), 49, 1280)
-    )
-    for a in tqdm(range(0, len(items), image_batch), desc="image features", unit="batch", mininterval=5):
-        chunk = items[a : a + image_batch]
-        px = np.stack([preprocess_image(load_image(it.image, line=it.line)) for it in chunk])
-        feats[a : a + len(chunk)] = ib(torch.from_numpy(px)).half().numpy()
-    feats.flush()
-    del feats
-    (folder / "images.npy.tmp").rename(folder / "images.npy")
+    cache_image_features(items, folder, spec.id, batch=image_batch)
     meta = {"n_items": len(items), "n_captions": len(captions), "max_len": L, "seconds": round(time.time() - t0, 1)}
     (folder / "meta.json").write_text(json.dumps(meta))
     log.info("cached features in %.0f s", time.time() - t0)
-    return FeatureCache(folder)
+    return FeatureCache(folder, spec.id)
+
+
+def cache_image_features(items: list[Item], folder: Path, image_backbone: str, batch: int = 32) -> Path:
+    """Compute the ``(N, grid * grid, 1280)`` float16 patch features of ``items`` with ``image_backbone``
+    into ``folder`` (:func:`images_file`), written to a ``.tmp`` file and renamed when complete."""
+    spec = image_backbone_spec(image_backbone)
+    final = folder / images_file(spec.id)
+    tmp = final.with_name(final.name + ".tmp")
+    t0 = time.time()
+    log.info("caching %s features of %d images into %s (once)", spec.id, len(items), final)
+    ib = ImageBackbone(spec.id)
+    size = spec.input_size
+    shape = (len(items), spec.n_patches, spec.channels)
+    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+    for a in tqdm(range(0, len(items), batch), desc=f"{spec.id} image features", unit="batch", mininterval=5):
+        chunk = items[a : a + batch]
+        px = np.stack([preprocess_image(load_image(it.image, line=it.line, size=size), size) for it in chunk])
+        feats[a : a + len(chunk)] = ib(torch.from_numpy(px)).half().numpy()
+    feats.flush()
+    del feats
+    tmp.rename(final)
+    log.info("cached %s image features in %.0f s", spec.id, time.time() - t0)
+    return final

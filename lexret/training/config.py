@@ -62,11 +62,14 @@ class TrainConfig:
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     token_drop: float = 0.0  # sparse training augmentation: hide random caption tokens from the max pool
-    # sparse training augmentation: mirror the 7x7 patch grid left-right (close to the features of the
+    # sparse training augmentation: mirror the patch grid left-right (close to the features of the
     # mirrored picture: mean cosine 0.89 on val images, against 0.49 unmirrored)
     patch_flip: float = 0.0
     ema: float = 0.0  # > 0: validate and save an exponential moving average of the weights (decay)
     # ---- model
+    # frozen image backbone (an id of lexret.model.backbones.IMAGE_BACKBONES): part of the trained
+    # model; the sparse model's image positions (n_patches) and image_in follow it
+    image_backbone: str = "efficientnet-lite0"
     model: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -96,8 +99,14 @@ class TrainConfig:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
         if cfg.w_distill > 0 and not cfg.distill_from:
             raise LexretError(f"{where}: w_distill > 0 needs distill_from: a dense checkpoint folder")
+        from lexret.model.backbones import head_config, image_backbone_spec
+
+        spec = image_backbone_spec(cfg.image_backbone, f"{where}: image_backbone")
+        if not isinstance(cfg.model, dict):
+            raise LexretError(f"{where}: model must be a mapping of option: value, got {cfg.model!r}")
+        head_config(cfg.kind, cfg.model, spec.id, where)
         if not cfg.model_id:
-            cfg.model_id = f"lexret-{cfg.kind}-lite0-minilm-v1"
+            cfg.model_id = f"lexret-{cfg.kind}-{spec.tag}-minilm-v1"
         return cfg
 
     @classmethod

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from lexret.data import load_captions
 from lexret.errors import LexretError
-from lexret.model.backbones import word_embeddings
+from lexret.model.backbones import head_config, word_embeddings
 from lexret.model.dense import DenseModel, DenseModelConfig, mean_pool
 from lexret.model.sparse import SparseLexModel, SparseModelConfig
 from lexret.model.terms import active_terms, content_mask
@@ -67,12 +67,12 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
     if cfg.limit_items:
         tr, va = tr[: cfg.limit_items], va[: max(2, cfg.limit_items // 4)]
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".feature-cache"
-    cache = build_cache(tr + va, cache_root).load_to_memory()
+    cache = build_cache(tr + va, cache_root, image_backbone=cfg.image_backbone).load_to_memory()
     return Data(cache, len(tr), len(va))
 
 
 def pooled_features(data: Data) -> tuple[np.ndarray, np.ndarray]:
-    """Mean-pooled Lite0 patches of every item and mean-pooled MiniLM states of every caption."""
+    """Mean-pooled image patches of every item and mean-pooled MiniLM states of every caption."""
     c = data.cache
     n = data.n_train + data.n_val
     img = np.zeros((n, c.images.shape[2]), dtype=np.float32)
@@ -100,6 +100,11 @@ class DenseTeacher:
         model, cfg = load_model(Path(path))
         if cfg["kind"] != "dense":
             raise LexretError(f"distill_from: {path} is a {cfg['kind']} checkpoint; give a dense one")
+        if cfg["image_backbone"] != data.cache.image_backbone:
+            raise LexretError(
+                f"distill_from: {path} was trained on {cfg['image_backbone']} features, this run uses "
+                f"{data.cache.image_backbone}; give a dense checkpoint of the same image_backbone"
+            )
         img, txt = pooled_features(data)
         with torch.no_grad():
             self.img = model.encode_pooled_image(torch.from_numpy(img))
@@ -187,7 +192,8 @@ class SparseTrainer:
         train_caps = np.concatenate(data.captions_of(np.arange(data.n_train)))
         active = active_terms([c.text_ids[train_caps]], vocab.tokens, cfg.min_term_count)
         log.info("sparse model emits %d active terms (content wordpieces of training captions)", active.size)
-        self.model = SparseLexModel(SparseModelConfig(**cfg.model), word_embeddings(), torch.from_numpy(active))
+        heads = SparseModelConfig(**head_config("sparse", cfg.model, cfg.image_backbone))
+        self.model = SparseLexModel(heads, word_embeddings(), torch.from_numpy(active))
         self.to_active = torch.full((len(vocab),), -100, dtype=torch.long)
         self.to_active[self.model.active] = torch.arange(active.size)
         self.content = content_mask(vocab.tokens)
@@ -392,11 +398,12 @@ class SparseTrainer:
 class DenseTrainer:
     def __init__(self, cfg: TrainConfig, data: Data) -> None:
         self.cfg, self.data = cfg, data
-        self.model = DenseModel(DenseModelConfig(**cfg.model))
+        self.model = DenseModel(DenseModelConfig(**head_config("dense", cfg.model, cfg.image_backbone)))
         self.img_pooled, self.txt_pooled = pooled_features(data)
 
     def _augmented_image(self, bi: np.ndarray, gen: torch.Generator) -> torch.Tensor:
-        """Mean over a random subset of the 49 patches (each kept with prob ``1 - patch_drop``)."""
+        """Mean over a random subset of the patches (49 for Lite0, 81 for Lite2; each kept with prob
+        ``1 - patch_drop``)."""
         p = torch.from_numpy(np.asarray(self.data.cache.images[np.sort(bi)], dtype=np.float32))
         p = p[torch.from_numpy(np.argsort(np.argsort(bi)))]
         keep = (torch.rand(p.shape[:2], generator=gen) >= self.cfg.patch_drop).float()
@@ -435,6 +442,11 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = data or prepare_data(cfg, out)
+    if data.cache.image_backbone != cfg.image_backbone:
+        raise LexretError(
+            f"the feature cache holds {data.cache.image_backbone} image features, "
+            f"the config asks for {cfg.image_backbone}"
+        )
     if data.n_train < 2:
         raise LexretError("training needs at least 2 training items")
     trainer = SparseTrainer(cfg, data) if cfg.kind == "sparse" else DenseTrainer(cfg, data)
@@ -530,6 +542,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
     metrics = {
         "model_id": cfg.model_id,
         "kind": cfg.kind,
+        "image_backbone": cfg.image_backbone,
         "best_epoch": best["epoch"],
         "val": best["val"],
         "train_minutes": round(minutes, 2),
