@@ -60,8 +60,8 @@ def test_sparse_decode_and_pil_input(sparse, sample):
     a = sparse.encode_images([images[0]])
     b = sparse.encode_images([Image.open(images[0])])
     assert np.array_equal(a.indices, b.indices) and np.allclose(a.values, b.values)
-    terms = sparse.decode(sparse.encode_texts(["a black dog runs on the grass"]), top=5)[0]
-    assert len(terms) == 5 and "dog" in [t for t, _ in terms]
+    terms = sparse.decode(sparse.encode_texts(["a black dog runs on the grass"]), top=8)[0]
+    assert len(terms) == 8 and {"black", "dog", "grass"} <= {t for t, _ in terms}
     assert all(w1 >= w2 for (_, w1), (_, w2) in zip(terms, terms[1:]))
 
 
