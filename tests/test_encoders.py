@@ -139,3 +139,21 @@ def test_cli_encode_and_explain(tmp_path, sample, capsys):
     (folder / "bad.jpg").write_bytes(b"nope")
     assert main(["encode", "--images", str(folder), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert main(["encode", "--images", str(folder), "--out", str(tmp_path / "y.jsonl"), "--on-error", "skip"]) == 0
+
+
+def test_cli_eval_end_to_end_with_top_k_override(tmp_path):
+    """``lexret eval`` on a few sample images, sparse only, pruned to fewer terms than the model's
+    default: the report holds both directions, the pruning it ran with and the costs."""
+    import json
+
+    from lexret.cli import main
+
+    out = tmp_path / "report.json"
+    args = ["-q", "eval", "--data", str(SAMPLE), "--limit", "8", "--no-dense", "--out", str(out)]
+    assert main([*args, "--top-k-image", "8", "--top-k-text", "4", "--heap", "256m"]) == 0
+    res = json.loads(out.read_text())["systems"]["sparse-lucene"]
+    assert res["top_k"] == {"image": 8, "text": 4}
+    assert 0 < res["avg_doc_terms"] <= 8 and 0 < res["avg_query_terms"] <= 4
+    assert set(res["t2i"]) == {"R@1", "R@5", "R@10", "MRR@10"} and res["t2i"]["R@10"] >= 50
+    assert res["index_bytes"] > 0 and res["search_ms"] > 0
+    assert main([*args, "--top-k-image", "0"]) == 2

@@ -70,6 +70,34 @@ def test_text_padding_does_not_change_vectors(tiny):
     assert torch.allclose(a, b) and torch.allclose(a[:1], c, atol=1e-6)
 
 
+def test_text_global_token_sees_the_sentence_and_ignores_padding(tiny):
+    """The caption's global token (an MLP of the masked mean of the token states) is pooled with the
+    tokens: padding changes nothing, and it can emit a term that no token emits."""
+    torch.manual_seed(5)
+    cfg = SparseModelConfig(**{**tiny.cfg.to_dict(), "text_global_hidden": 32})
+    m = SparseLexModel(cfg, tiny.E_full, tiny.active).eval()
+    plain = SparseLexModel(tiny.cfg, tiny.E_full, tiny.active).eval()
+    assert plain.text_global is None and m.text_global is not None
+    s = torch.randn(2, 5, 384)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    s_pad = torch.cat([s, torch.randn(2, 3, 384) * 50], dim=1)
+    mask_pad = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        a, mx = m.encode_text_states(s, mask)
+        b, _ = m.encode_text_states(s_pad, mask_pad)
+        c, _ = m.encode_text_states(s[:1, :3], mask[:1, :3])
+        m.text_global[-1].bias.fill_(0.0)
+        m.text_global[-1].weight.fill_(0.0)
+        tok_logits = m.text_head(s[:1, :3], m.E_active).max(1).values
+        glob_logit = m.text_head(torch.zeros(1, 384), m.E_active)
+        pooled, _ = m.encode_text_states(s[:1, :3], mask[:1, :3])
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a[:1], c, atol=1e-6)
+    assert (a >= 0).all()
+    # with a zero MLP output the global token's logits are the head's on a zero state: the pool is
+    # the max of the tokens' and those
+    assert torch.allclose(pooled, torch.log1p(torch.relu(torch.maximum(tok_logits, glob_logit))), atol=1e-5)
+
+
 @pytest.mark.parametrize("global_hidden", [0, 32])
 def test_hidden_patches_do_not_change_image_vectors(tiny, global_hidden):
     """Patch-drop hides patches from attention, from the global token's mean and from the max."""

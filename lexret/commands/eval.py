@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work-dir", default=None, help="keep indexes, runs and encoded vectors here")
     p.add_argument("--scale", type=float, default=None, help="quantization scale (default: the model's)")
     p.add_argument("--k", type=int, default=10, help="hits per query")
+    p.add_argument(
+        "--top-k-image", type=int, default=None, help="terms kept per image (default: the sparse model's, 64)"
+    )
+    p.add_argument(
+        "--top-k-text", type=int, default=None, help="terms kept per caption (default: the sparse model's, 32)"
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=64, help="encoding batch size")
     add_on_error_flag(p)
@@ -51,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1 or args.batch_size < 1:
         raise LexretError("--k and --batch-size must be at least 1")
+    for flag, v in (("--top-k-image", args.top_k_image), ("--top-k-text", args.top_k_text)):
+        if v is not None and not 1 <= v <= 4096:
+            raise LexretError(f"{flag} must be between 1 and 4096 terms, got {v}")
     if args.heap:
         import os
 
@@ -68,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         sparse = SparseEncoder.from_pretrained(args.model)
+        if args.top_k_image is not None:
+            sparse.top_k_doc = args.top_k_image
+        if args.top_k_text is not None:
+            sparse.top_k_query = args.top_k_text
         dense = None if args.no_dense else DenseEncoder.from_pretrained(args.dense_model)
         if dense is None:
             img_s = sparse.encode_images(images, batch_size=args.batch_size, progress=True)
@@ -82,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         res["term_precision@10"] = term_precision_at_10(img_s, coll, sparse.vocab.tokens)
         res["query_encode_ms"] = per_query_encode_ms(sparse.encode_texts, captions)
         res["model_id"] = sparse.model_id
+        res["top_k"] = {"image": sparse.top_k_doc, "text": sparse.top_k_query}
         report["systems"]["sparse-lucene"] = res
         if dense is not None:
             res = evaluate_dense(ids, img_d, cap_d, work=work / "dense", k=args.k)

@@ -48,6 +48,10 @@ class SparseModelConfig:
     # Residual transformer layers over the frozen MiniLM states before the text head, initialised
     # as the identity (0 = none).
     text_layers: int = 0
+    # An extra caption token computed by an MLP from the mean of the MiniLM token states (0 = none):
+    # the sentence-level view the dense baseline's text side is built on, pooled with the tokens so
+    # that a caption can weight words it does not contain.
+    text_global_hidden: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,6 +201,15 @@ class SparseLexModel(nn.Module):
                 for lin in (layer_.self_attn.out_proj, layer_.linear2):
                     nn.init.zeros_(lin.weight)
                     nn.init.zeros_(lin.bias)
+        self.text_global = None
+        if cfg.text_global_hidden > 0:
+            self.text_global = nn.Sequential(
+                nn.LayerNorm(d),
+                nn.Linear(d, cfg.text_global_hidden),
+                nn.GELU(),
+                nn.Dropout(cfg.dropout),
+                nn.Linear(cfg.text_global_hidden, d),
+            )
         self.decoder = WeakDecoder(cfg, n)
         self.log_inv_temp = nn.Parameter(torch.tensor(float(-torch.log(torch.tensor(cfg.init_temperature)))))
 
@@ -248,6 +261,11 @@ class SparseLexModel(nn.Module):
         """``(vector, max-pooled logits)``: ``vector = log(1 + relu(max_t logits))``, padding masked."""
         if self.text_adapter is not None:
             states = self.text_adapter(states, src_key_padding_mask=~mask.bool())
+        if self.text_global is not None:
+            m = mask.to(states.dtype).unsqueeze(-1)
+            mean = (states * m).sum(1) / m.sum(1).clamp_min(1.0)
+            states = torch.cat([self.text_global(mean).unsqueeze(1), states], dim=1)
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         z = self.text_head.transform(states)
         mx = max_tied_logits(z, self.E_active, self.text_head.bias, mask)
         return torch.log1p(torch.relu(mx)), mx
