@@ -12,7 +12,7 @@ from PIL import Image
 from lexret.encoders import DenseEncoder, SparseEncoder
 from lexret.errors import LexretError
 from lexret.training.config import TrainConfig
-from lexret.training.train import flip_patch_grid, prepare_data, train
+from lexret.training.train import PairSampler, flip_patch_grid, info_nce, prepare_data, same_image_mask, train
 
 WORDS = ["red", "blue", "green", "yellow", "dog", "cat", "ball", "car"]
 
@@ -210,6 +210,63 @@ def test_sparse_training_with_ema_and_patch_flip(tiny_collection, tmp_path):
     assert metrics["best_epoch"] == 1 and "rsum" in metrics["val"]
     saved = json.loads((tmp_path / "ema" / "config.json").read_text())
     assert saved["ema"] == 0.9 and saved["patch_flip"] == 0.5
+
+
+def test_caption_pairs_visit_every_caption_equally(sparse_run):
+    _, _, data, _, _ = sparse_run
+    owner = data.cache.caption_owner
+    train_caps = np.nonzero(owner < data.n_train)[0]
+    s = PairSampler(data, "caption", 4, np.random.default_rng(0))
+    seen = []
+    for _ in range(len(train_caps) // 2):  # 2 epochs of 2 batches of 4 = 16 pairs per 2 epochs
+        for items, caps in s.epoch():
+            assert len(caps) == 4 and np.array_equal(items, owner[caps])
+            seen.extend(caps.tolist())
+    counts = np.bincount(seen, minlength=owner.size)[train_caps]
+    assert counts.min() >= counts.max() - 1 and counts.sum() == len(seen)
+    img = PairSampler(data, "image", 4, np.random.default_rng(0))
+    batches = list(img.epoch())
+    assert len(batches) == data.n_train // 4
+    for items, caps in batches:
+        assert len(set(items.tolist())) == 4 and np.array_equal(owner[caps], items)
+
+
+def test_duplicate_images_are_not_negatives():
+    torch.manual_seed(0)
+    items = np.array([3, 5, 3, 7])
+    same = same_image_mask(items)
+    assert same.tolist() == [
+        [False, False, True, False], [False, False, False, False], [True, False, False, False],
+        [False, False, False, False],
+    ]  # fmt: skip
+    assert same_image_mask(np.array([1, 2, 3])) is None
+    a, b = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1), torch.nn.functional.normalize(torch.randn(4, 8))
+    t = torch.tensor(0.1)
+    # pair 2 (a duplicate of pair 0's image) left out of pair 0's negatives: the loss equals
+    # InfoNCE over the batch without the duplicate's column/row, for pair 1 and 3 unchanged
+    logits = a @ b.T / t
+    masked = info_nce(a, b, t, same)
+    row0 = -torch.log_softmax(logits[0, [0, 1, 3]], 0)[0]
+    full_row0 = -torch.log_softmax(logits[0], 0)[0]
+    assert row0 < full_row0
+    parts = torch.nn.functional.cross_entropy(logits.masked_fill(same, -1e4), torch.arange(4), reduction="none")
+    assert torch.isclose(parts[0], row0, atol=1e-5) and torch.isclose(parts[1], -torch.log_softmax(logits[1], 0)[1])
+    assert masked < info_nce(a, b, t)
+
+
+def test_sparse_training_on_caption_pairs_with_text_global_token(tiny_collection, tmp_path):
+    cfg = _cfg(
+        tiny_collection, "sparse", epochs=1, pairs="caption", mlm_warmup_steps=2,
+        model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1, "text_global_hidden": 16},
+    )  # fmt: skip
+    metrics = train(cfg, tmp_path / "cap")
+    assert metrics["best_epoch"] == 1 and "rsum" in metrics["val"]
+    enc = SparseEncoder.from_pretrained(tmp_path / "cap")
+    assert enc.model.text_global is not None
+    q = enc.encode_texts(["a red dog picture", "a blue cat picture"])
+    assert len(q) == 2 and (q.values > 0).all()
+    with pytest.raises(LexretError, match="pairs must be"):
+        TrainConfig.from_dict({"kind": "sparse", "pairs": "both"})
 
 
 def test_image_backbone_config(tmp_path):

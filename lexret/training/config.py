@@ -32,6 +32,9 @@ class TrainConfig:
     max_minutes: float = 60.0
     eval_every: int = 1  # epochs
     limit_items: int = 0  # 0 = all (tests use a few)
+    # training pairs: "image" (each epoch every image once, a random caption of it) or "caption"
+    # (a shuffled stream of all training captions with their images; see training.train.PairSampler)
+    pairs: str = "image"
     # ---- sparse losses
     w_contrastive: float = 1.0
     w_mlm: float = 0.5
@@ -92,6 +95,8 @@ class TrainConfig:
                 setattr(cfg, f.name, val)
         if cfg.kind not in ("sparse", "dense"):
             raise LexretError(f"{where}: kind must be 'sparse' or 'dense', got {cfg.kind!r}")
+        if cfg.pairs not in ("image", "caption"):
+            raise LexretError(f"{where}: pairs must be 'image' or 'caption', got {cfg.pairs!r}")
         for name, top in (("patch_drop", 0.95), ("token_drop", 0.95), ("patch_flip", 1.0)):
             if not 0.0 <= getattr(cfg, name) <= top:
                 raise LexretError(f"{where}: {name} is a probability in [0, {top}], got {getattr(cfg, name)}")

@@ -135,6 +135,31 @@ def _batches(n: int, bs: int, rng: np.random.Generator, drop_last: bool = True):
         yield perm[a : a + bs]
 
 
+class PairSampler:
+    """Training batches of (image, caption) pairs, ``n_train // bs`` per epoch.
+
+    ``image``: each epoch visits every training image once, with one of its captions drawn at random.
+    ``caption``: batches are cut from a shuffled stream of all training captions (refilled when
+    spent), with their images: every caption is seen equally often, and an image may occur twice in
+    a batch (the losses then do not count it as a negative of its own captions)."""
+
+    def __init__(self, data: Data, mode: str, bs: int, rng: np.random.Generator) -> None:
+        self.data, self.mode, self.bs, self.rng = data, mode, bs, rng
+        self.train_caps = np.concatenate(data.captions_of(np.arange(data.n_train)))
+        self.stream = np.zeros(0, dtype=np.int64)
+
+    def epoch(self):
+        d, rng = self.data, self.rng
+        for bi in _batches(d.n_train, self.bs, rng):
+            if self.mode == "image":
+                yield bi, np.array([rng.choice(d.cap_index[i]) for i in bi])
+                continue
+            if self.stream.size < len(bi):
+                self.stream = np.concatenate([self.stream, rng.permutation(self.train_caps)])
+            caps, self.stream = self.stream[: len(bi)], self.stream[len(bi) :]
+            yield d.cache.caption_owner[caps].astype(np.int64), caps
+
+
 def _text_batch(cache: FeatureCache, caps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     ids = cache.text_ids[caps]
     L = int((ids > 0).sum(1).max())
@@ -163,8 +188,22 @@ def _lr_lambda(cfg: TrainConfig, total: int):
     return f
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, temp: torch.Tensor) -> torch.Tensor:
-    logits = a @ b.T / temp
+def same_image_mask(items: np.ndarray) -> torch.Tensor | None:
+    """``(B, B)`` True where pair ``i``'s image is pair ``j``'s too (``i != j``); None if all differ."""
+    it = torch.from_numpy(np.asarray(items, dtype=np.int64))
+    same = (it[:, None] == it[None, :]) & ~torch.eye(len(it), dtype=torch.bool)
+    return same if bool(same.any()) else None
+
+
+def mask_logits(logits: torch.Tensor, same: torch.Tensor | None) -> torch.Tensor:
+    """Take the other pairs of the same image out of the in-batch softmax (they are not negatives)."""
+    return logits if same is None else logits.masked_fill(same, -1e4)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temp: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE of row ``i`` of ``a`` with row ``i`` of ``b``; ``same`` (see
+    :func:`same_image_mask`) removes duplicate images from the negatives."""
+    logits = mask_logits(a @ b.T / temp, same)
     tgt = torch.arange(a.shape[0])
     return 0.5 * (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt))
 
@@ -301,9 +340,11 @@ class SparseTrainer:
         self.model.text_head.bias -= shift
         log.info("text head bias shifted by %.3f (%.1f%% of token-term logits positive)", -shift, 100 * q)
 
-    def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
+    def step_losses(
+        self, bi: np.ndarray, caps: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int
+    ) -> dict:
         cfg, m, c = self.cfg, self.model, self.data.cache
-        caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
+        same = same_image_mask(bi)
         patches = torch.from_numpy(np.asarray(c.images[np.sort(bi)], dtype=np.float32))
         order = np.argsort(np.argsort(bi))
         patches = patches[torch.from_numpy(order)]
@@ -323,9 +364,11 @@ class SparseTrainer:
         tv, tmx = m.encode_text_states(states, tmask)
         ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
         ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)
-        losses = {"contrastive": info_nce(ivn, tvn, m.temperature())}
+        losses = {"contrastive": info_nce(ivn, tvn, m.temperature(), same)}
         if self.teacher is not None:
-            losses["distill"] = distill_loss(ivn @ tvn.T / m.temperature(), self.teacher.logits(bi, caps))
+            losses["distill"] = distill_loss(
+                mask_logits(ivn @ tvn.T / m.temperature(), same), mask_logits(self.teacher.logits(bi, caps), same)
+            )
         ramp = min(1.0, (step / max(1, cfg.flops_warmup_steps))) ** 2
         fi = flops(ivn if cfg.flops_on_normalized else iv)
         ft = flops(tvn if cfg.flops_on_normalized else tv)
@@ -410,12 +453,13 @@ class DenseTrainer:
         keep[keep.sum(1) == 0, 0] = 1.0
         return (p * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
 
-    def step_losses(self, bi: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int) -> dict:
-        caps = np.array([rng.choice(self.data.cap_index[i]) for i in bi])
+    def step_losses(
+        self, bi: np.ndarray, caps: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int
+    ) -> dict:
         img = self._augmented_image(bi, gen) if self.cfg.patch_drop > 0 else torch.from_numpy(self.img_pooled[bi])
         iv = self.model.encode_pooled_image(img)
         tv = self.model.encode_pooled_text(torch.from_numpy(self.txt_pooled[caps]))
-        loss = info_nce(iv, tv, self.model.temperature())
+        loss = info_nce(iv, tv, self.model.temperature(), same_image_mask(bi))
         return {"contrastive": loss, "total": loss}
 
     @torch.no_grad()
@@ -464,6 +508,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    sampler = PairSampler(data, cfg.pairs, bs, rng)
     history: list[dict] = []
     best: dict | None = None
     best_state = None
@@ -483,15 +528,15 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
         sums: dict[str, float] = {}
         n = 0
         bar = tqdm(
-            _batches(data.n_train, bs, rng),
+            sampler.epoch(),
             total=steps_per_epoch,
             desc=f"epoch {epoch}",
             unit="step",
             leave=False,
             mininterval=2,
         )
-        for bi in bar:
-            losses = trainer.step_losses(bi, rng, gen, step)
+        for bi, caps in bar:
+            losses = trainer.step_losses(bi, caps, rng, gen, step)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
