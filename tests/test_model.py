@@ -57,12 +57,19 @@ def test_sparse_vectors_non_negative_and_sparse_after_top_k(tiny):
         assert ((k > 0).sum(1) <= 3).all()
 
 
-def test_text_padding_does_not_change_vectors(tiny):
-    torch.manual_seed(2)
+def _padded_captions():
+    """Two captions' states (the first of 3 tokens, the second of 5), and the same with 3 more
+    padding positions of large garbage."""
     s = torch.randn(2, 5, 384)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
     s_pad = torch.cat([s, torch.randn(2, 3, 384) * 50], dim=1)
     mask_pad = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], dim=1)
+    return s, mask, s_pad, mask_pad
+
+
+def test_text_padding_does_not_change_vectors(tiny):
+    torch.manual_seed(2)
+    s, mask, s_pad, mask_pad = _padded_captions()
     with torch.no_grad():
         a, _ = tiny.encode_text_states(s, mask)
         b, _ = tiny.encode_text_states(s_pad, mask_pad)
@@ -78,10 +85,7 @@ def test_text_global_token_sees_the_sentence_and_ignores_padding(tiny):
     m = SparseLexModel(cfg, tiny.E_full, tiny.active).eval()
     plain = SparseLexModel(tiny.cfg, tiny.E_full, tiny.active).eval()
     assert plain.text_global is None and m.text_global is not None
-    s = torch.randn(2, 5, 384)
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
-    s_pad = torch.cat([s, torch.randn(2, 3, 384) * 50], dim=1)
-    mask_pad = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], dim=1)
+    s, mask, s_pad, mask_pad = _padded_captions()
     with torch.no_grad():
         a, mx = m.encode_text_states(s, mask)
         b, _ = m.encode_text_states(s_pad, mask_pad)
