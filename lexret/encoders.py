@@ -163,6 +163,20 @@ class SparseEncoder(_Base):
             rows.append((self._active[nz], w))
         return SparseBatch.from_rows(rows, len(self.vocab))
 
+    def prune(self, batch: SparseBatch, k: int) -> SparseBatch:
+        """Re-prune vectors of this model to their ``k`` heaviest terms, re-normalised as the model
+        does: ``prune(encode_texts(x, top_k=0), k)`` gives ``encode_texts(x, top_k=k)`` (up to float
+        rounding), so one unpruned encoding serves every ``k``."""
+        out = batch.top_k(k)
+        if not self._normalize or out.nnz == 0:
+            return out
+        counts = out.terms_per_row()
+        rows = np.repeat(np.arange(len(out)), counts)
+        norms = np.sqrt(np.bincount(rows, weights=out.values.astype(np.float64) ** 2, minlength=len(out)))
+        factor = self._scale / np.maximum(norms, 1e-12)
+        values = (out.values * factor[rows]).astype(np.float32)
+        return SparseBatch(out.indptr, out.indices, values, out.dim)
+
     @property
     def max_text_len(self) -> int:
         """Wordpieces the text backbone reads, ``[CLS]`` and ``[SEP]`` included; longer texts are cut."""

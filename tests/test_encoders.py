@@ -157,3 +157,18 @@ def test_cli_eval_end_to_end_with_top_k_override(tmp_path):
     assert set(res["t2i"]) == {"R@1", "R@5", "R@10", "MRR@10"} and res["t2i"]["R@10"] >= 50
     assert res["index_bytes"] > 0 and res["search_ms"] > 0
     assert main([*args, "--top-k-image", "0"]) == 2
+
+
+def test_prune_of_unpruned_vectors_equals_encoding_at_k(sparse, sample):
+    images, captions, _ = sample
+    full_t = sparse.encode_texts(captions[:10], top_k=0)
+    full_i = sparse.encode_images(images[:4], top_k=0)
+    assert full_t.terms_per_row().max() > 8
+    for k in (3, 8):
+        for full, direct in ((full_t, sparse.encode_texts(captions[:10], top_k=k)),
+                             (full_i, sparse.encode_images(images[:4], top_k=k))):  # fmt: skip
+            pruned = sparse.prune(full, k)
+            assert np.array_equal(pruned.indptr, direct.indptr) and np.array_equal(pruned.indices, direct.indices)
+            assert np.allclose(pruned.values, direct.values, rtol=1e-5)
+    empty = SparseBatch.empty(2, len(sparse.vocab))
+    assert sparse.prune(empty, 4).nnz == 0

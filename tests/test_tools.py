@@ -45,3 +45,19 @@ def test_bench_lucene_smoke_on_real_vectors(tmp_path, vocab):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "600 docs" in proc.stdout and "25 queries" in proc.stdout
     assert "optimize=True" in proc.stdout and "qps" in proc.stdout
+
+
+def test_bench_top_k_smoke(tmp_path):
+    sample = ROOT / "lexret" / "resources" / "flickr8k_sample" / "captions.jsonl"
+    out = tmp_path / "topk.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_top_k.py"), "--data", str(sample), "--limit", "6",
+         "--top-k", "4,16", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| 4 / 4 |" in proc.stdout and "| 16 / 16 |" in proc.stdout
+    rows = json.loads(out.read_text())
+    assert [r["k"] for r in rows] == [4, 16]
+    assert rows[0]["avg_doc_terms"] <= 4 < rows[1]["avg_doc_terms"] <= 16
+    assert 0 < rows[0]["index_bytes"] < rows[1]["index_bytes"]
