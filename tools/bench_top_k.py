@@ -36,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     from lexret.encoders import SparseEncoder
     from lexret.evaluation import SplitIds, evaluate_sparse
 
-    ks = [int(x) for x in args.top_k.split(",")]
+    try:
+        ks = [int(x) for x in args.top_k.split(",")]
+    except ValueError:
+        ks = []
     if not ks or min(ks) < 1:
-        p.error("--top-k takes positive integers, e.g. 16,32,64")
+        p.error(f"--top-k takes positive integers, e.g. 16,32,64; got {args.top_k!r}")
     enc = SparseEncoder.from_pretrained(args.model)
     coll = load_captions(args.data, split=args.split, limit=args.limit)
     ids = SplitIds.from_collection(coll)
