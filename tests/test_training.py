@@ -360,3 +360,42 @@ def test_checkpoint_without_image_backbone_loads_as_lite0(sparse_run, tmp_path):
     (old / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(LexretError, match="config.json: image_backbone: unknown image backbone 'efficientnet-lite9'"):
         SparseEncoder.from_pretrained(old)
+
+
+def test_random_view_is_a_resized_crop_and_reproducible():
+    from lexret.training.cache import random_view
+
+    img = Image.fromarray(np.arange(300 * 200 * 3, dtype=np.uint32).reshape(200, 300, 3).astype(np.uint8))
+    a = random_view(img, np.random.default_rng((0, 1, 2)), 64)
+    b = random_view(img, np.random.default_rng((0, 1, 2)), 64)
+    c = random_view(img, np.random.default_rng((0, 1, 3)), 64)
+    assert a.size == (64, 64) and np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_augmented_views_are_cached_once_and_used_by_both_kinds(tiny_collection, tmp_path):
+    from lexret.training.train import image_batch
+
+    cfg = _cfg(tiny_collection, "sparse", epochs=1, mlm_warmup_steps=2, image_views=2, view_prob=1.0)
+    data = prepare_data(cfg, tmp_path / "views")
+    assert data.views is not None and data.views.shape == (data.n_train, 2, 49, 1280)
+    # views are new pictures, not the cached centre crop
+    assert not np.allclose(data.views[:, 0], data.cache.images[: data.n_train])
+    files = list(data.cache.folder.glob("views-*.npy"))
+    assert [f.name for f in files] == ["views-efficientnet-lite0-v2-s0.npy"]
+    stamp = files[0].stat().st_mtime_ns
+    again = prepare_data(cfg, tmp_path / "views")
+    assert files[0].stat().st_mtime_ns == stamp and np.array_equal(again.views, data.views)
+
+    bi = np.array([3, 0, 5, 0])
+    got = image_batch(data, bi, cfg, torch.Generator().manual_seed(0)).numpy()
+    for r, i in enumerate(bi):  # every row is one of that image's views (view_prob = 1)
+        assert any(np.array_equal(got[r], data.views[i, v].astype(np.float32)) for v in range(2))
+    off = image_batch(data, bi, cfg.replace(view_prob=0.0), torch.Generator().manual_seed(0)).numpy()
+    assert np.array_equal(off, data.cache.images[bi].astype(np.float32))
+
+    assert "rsum" in train(cfg, tmp_path / "sparse", data)["val"]
+    dense = _cfg(tiny_collection, "dense", model={"hidden": 32, "dim": 16}, image_views=2, view_prob=1.0)
+    assert "rsum" in train(dense, tmp_path / "dense", data)["val"]
+    with pytest.raises(LexretError, match="image_views"):
+        _cfg(tiny_collection, "dense", image_views=-1)

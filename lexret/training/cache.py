@@ -8,7 +8,10 @@ For a list of items it stores, under ``cache_dir/<key>/``:
 * ``text_states.npy`` ``(C, L, 384)`` float16 MiniLM token states of every caption (zero padded),
   ``text_ids.npy`` ``(C, L)`` int32 wordpiece ids (0 = padding),
 * ``mlm_states.npy`` / ``mlm_ids.npy`` / ``mlm_labels.npy``: token states of masked copies of some
-  captions (MiniLM sees ``[MASK]``), with the original ids at masked positions (``-100`` elsewhere).
+  captions (MiniLM sees ``[MASK]``), with the original ids at masked positions (``-100`` elsewhere),
+* on demand (``image_views`` in the training config), ``views-<backbone id>-v<V>-s<seed>.npy``
+  ``(n, V, patches, 1280)``: features of V augmented views (random resized crop, random mirror) of
+  the first ``n`` (training) images, so frozen-backbone training still sees varied pictures.
 
 The text arrays do not depend on the image backbone: one folder per item list serves every image
 backbone. The backbones round their outputs to float16 at inference too (see
@@ -23,12 +26,16 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from lexret.data import Item, load_image, preprocess_image
+
+if TYPE_CHECKING:
+    from PIL import Image
 from lexret.errors import LexretError
 from lexret.model.backbones import (
     DEFAULT_IMAGE_BACKBONE,
@@ -215,3 +222,72 @@ def cache_image_features(items: list[Item], folder: Path, image_backbone: str, b
     tmp.rename(final)
     log.info("cached %s image features in %.0f s", spec.id, time.time() - t0)
     return final
+
+
+VIEW_SCALE = (0.35, 1.0)  # area of the crop, as a share of the image
+VIEW_RATIO = (3 / 4, 4 / 3)  # aspect ratio of the crop
+
+
+def random_view(img: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
+    """A random resized crop (area in :data:`VIEW_SCALE`, aspect in :data:`VIEW_RATIO`) of ``img``,
+    mirrored with probability 1/2, resized to ``size`` x ``size``."""
+    from PIL import Image as PILImage
+
+    w, h = img.size
+    box = (0.0, 0.0, float(w), float(h))
+    for _ in range(10):
+        area = w * h * rng.uniform(*VIEW_SCALE)
+        ar = float(np.exp(rng.uniform(np.log(VIEW_RATIO[0]), np.log(VIEW_RATIO[1]))))
+        cw, ch = np.sqrt(area * ar), np.sqrt(area / ar)
+        if cw <= w and ch <= h:
+            x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+            box = (x0, y0, x0 + cw, y0 + ch)
+            break
+    else:  # no crop fits: the centre square
+        side = min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    out = img.resize((size, size), PILImage.BICUBIC, box=box)
+    if rng.random() < 0.5:
+        out = out.transpose(PILImage.FLIP_LEFT_RIGHT)
+    return out
+
+
+def views_file(image_backbone: str, n_views: int, seed: int) -> str:
+    return f"views-{image_backbone_spec(image_backbone).id}-v{n_views}-s{seed}.npy"
+
+
+def image_views(
+    items: list[Item], folder: Path, image_backbone: str, n_views: int, seed: int = 0, batch: int = 32
+) -> np.ndarray:
+    """The ``(len(items), n_views, patches, 1280)`` float16 features of :func:`random_view` views of
+    ``items``, computed once into ``folder`` (:func:`views_file`) and memory-mapped after that. View
+    ``v`` of item ``i`` is drawn from its own seed ``(seed, i, v)``, so a file is reproducible."""
+    spec = image_backbone_spec(image_backbone)
+    final = folder / views_file(spec.id, n_views, seed)
+    shape = (len(items), n_views, spec.n_patches, spec.channels)
+    if final.is_file():
+        feats = np.load(final, mmap_mode="r")
+        if feats.shape != shape:
+            raise LexretError(f"{final} holds views of shape {feats.shape}, expected {shape}; delete it to recompute")
+        return feats
+    tmp = final.with_name(final.name + ".tmp")
+    t0 = time.time()
+    log.info("caching %d augmented views of %d images (%s) into %s (once)", n_views, len(items), spec.id, final)
+    ib = ImageBackbone(spec.id)
+    size = spec.input_size
+    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+    per = max(1, batch // n_views)
+    for a in tqdm(range(0, len(items), per), desc=f"{spec.id} augmented views", unit="batch", mininterval=5):
+        chunk = items[a : a + per]
+        px = []
+        for i, it in enumerate(chunk, start=a):
+            img = load_image(it.image, line=it.line, size=size)
+            for v in range(n_views):
+                px.append(preprocess_image(random_view(img, np.random.default_rng((seed, i, v)), size), size))
+        out = ib(torch.from_numpy(np.stack(px))).half().numpy()
+        feats[a : a + len(chunk)] = out.reshape(len(chunk), n_views, spec.n_patches, spec.channels)
+    feats.flush()
+    del feats
+    tmp.rename(final)
+    log.info("cached augmented views in %.0f s", time.time() - t0)
+    return np.load(final, mmap_mode="r")

@@ -68,6 +68,11 @@ class TrainConfig:
     # sparse training augmentation: mirror the patch grid left-right (close to the features of the
     # mirrored picture: mean cosine 0.89 on val images, against 0.49 unmirrored)
     patch_flip: float = 0.0
+    # training augmentation (both kinds): features of `image_views` random-resized-crop/mirror views of
+    # every training image are cached once (training.cache.image_views); each image in a batch is
+    # replaced by one of its views with probability `view_prob`. 0 = off.
+    image_views: int = 0
+    view_prob: float = 0.5
     ema: float = 0.0  # > 0: validate and save an exponential moving average of the weights (decay)
     # ---- model
     # frozen image backbone (an id of lexret.model.backbones.IMAGE_BACKBONES): part of the trained
@@ -97,9 +102,11 @@ class TrainConfig:
             raise LexretError(f"{where}: kind must be 'sparse' or 'dense', got {cfg.kind!r}")
         if cfg.pairs not in ("image", "caption"):
             raise LexretError(f"{where}: pairs must be 'image' or 'caption', got {cfg.pairs!r}")
-        for name, top in (("patch_drop", 0.95), ("token_drop", 0.95), ("patch_flip", 1.0)):
+        for name, top in (("patch_drop", 0.95), ("token_drop", 0.95), ("patch_flip", 1.0), ("view_prob", 1.0)):
             if not 0.0 <= getattr(cfg, name) <= top:
                 raise LexretError(f"{where}: {name} is a probability in [0, {top}], got {getattr(cfg, name)}")
+        if not 0 <= cfg.image_views <= 16:
+            raise LexretError(f"{where}: image_views is a number of cached views in [0, 16], got {cfg.image_views}")
         if not 0.0 <= cfg.ema < 1.0:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
         if cfg.w_distill > 0 and not cfg.distill_from:

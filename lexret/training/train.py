@@ -20,7 +20,7 @@ from lexret.model.backbones import head_config, word_embeddings
 from lexret.model.dense import DenseModel, DenseModelConfig, mean_pool
 from lexret.model.sparse import SparseLexModel, SparseModelConfig
 from lexret.model.terms import active_terms, content_mask
-from lexret.training.cache import FeatureCache, build_cache
+from lexret.training.cache import FeatureCache, build_cache, image_views
 from lexret.training.config import TrainConfig
 from lexret.training.ema import WeightEMA
 from lexret.training.evaluate import (
@@ -43,6 +43,7 @@ class Data:
     cache: FeatureCache
     n_train: int
     n_val: int
+    views: np.ndarray | None = None  # (n_train, V, patches, channels) augmented views, see cache.image_views
 
     def captions_of(self, items: np.ndarray) -> list[np.ndarray]:
         return [self.cap_index[i] for i in items]
@@ -68,7 +69,28 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
         tr, va = tr[: cfg.limit_items], va[: max(2, cfg.limit_items // 4)]
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".feature-cache"
     cache = build_cache(tr + va, cache_root, image_backbone=cfg.image_backbone).load_to_memory()
-    return Data(cache, len(tr), len(va))
+    views = None
+    if cfg.image_views > 0:
+        views = np.ascontiguousarray(image_views(tr, cache.folder, cfg.image_backbone, cfg.image_views, seed=cfg.seed))
+    return Data(cache, len(tr), len(va), views)
+
+
+def image_batch(data: Data, bi: np.ndarray, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """``(B, patches, channels)`` float32 patch features of training images ``bi`` (in that order):
+    the cached centre crop, or with probability ``cfg.view_prob`` one of the image's augmented views
+    when ``data.views`` holds them."""
+    order = np.argsort(bi, kind="stable")
+    patches = torch.from_numpy(np.asarray(data.cache.images[bi[order]], dtype=np.float32))
+    patches = patches[torch.from_numpy(np.argsort(order))]
+    if data.views is not None and cfg.view_prob > 0:
+        use = (torch.rand(len(bi), generator=gen) < cfg.view_prob).numpy()
+        if use.any():
+            which = torch.randint(data.views.shape[1], (int(use.sum()),), generator=gen).numpy()
+            rows = np.nonzero(use)[0]
+            patches[torch.from_numpy(rows)] = torch.from_numpy(
+                np.asarray(data.views[bi[rows], which], dtype=np.float32)
+            )
+    return patches
 
 
 def pooled_features(data: Data) -> tuple[np.ndarray, np.ndarray]:
@@ -345,9 +367,7 @@ class SparseTrainer:
     ) -> dict:
         cfg, m, c = self.cfg, self.model, self.data.cache
         same = same_image_mask(bi)
-        patches = torch.from_numpy(np.asarray(c.images[np.sort(bi)], dtype=np.float32))
-        order = np.argsort(np.argsort(bi))
-        patches = patches[torch.from_numpy(order)]
+        patches = image_batch(self.data, bi, cfg, gen)
         states, ids, mask = _text_batch(c, caps)
         if cfg.patch_flip > 0:
             patches = flip_patch_grid(patches, torch.rand(len(bi), generator=gen) < cfg.patch_flip)
@@ -447,8 +467,7 @@ class DenseTrainer:
     def _augmented_image(self, bi: np.ndarray, gen: torch.Generator) -> torch.Tensor:
         """Mean over a random subset of the patches (49 for Lite0, 81 for Lite2; each kept with prob
         ``1 - patch_drop``)."""
-        p = torch.from_numpy(np.asarray(self.data.cache.images[np.sort(bi)], dtype=np.float32))
-        p = p[torch.from_numpy(np.argsort(np.argsort(bi)))]
+        p = image_batch(self.data, bi, self.cfg, gen)
         keep = (torch.rand(p.shape[:2], generator=gen) >= self.cfg.patch_drop).float()
         keep[keep.sum(1) == 0, 0] = 1.0
         return (p * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
@@ -456,7 +475,8 @@ class DenseTrainer:
     def step_losses(
         self, bi: np.ndarray, caps: np.ndarray, rng: np.random.Generator, gen: torch.Generator, step: int
     ) -> dict:
-        img = self._augmented_image(bi, gen) if self.cfg.patch_drop > 0 else torch.from_numpy(self.img_pooled[bi])
+        aug = self.cfg.patch_drop > 0 or self.data.views is not None
+        img = self._augmented_image(bi, gen) if aug else torch.from_numpy(self.img_pooled[bi])
         iv = self.model.encode_pooled_image(img)
         tv = self.model.encode_pooled_text(torch.from_numpy(self.txt_pooled[caps]))
         loss = info_nce(iv, tv, self.model.temperature(), same_image_mask(bi))
