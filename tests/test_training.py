@@ -384,8 +384,9 @@ def test_augmented_views_are_cached_once_and_used_by_both_kinds(tiny_collection,
     files = list(data.cache.folder.glob("views-*.npy"))
     assert [f.name for f in files] == ["views-efficientnet-lite0-v2-s0.npy"]
     stamp = files[0].stat().st_mtime_ns
-    again = prepare_data(cfg, tmp_path / "views")
+    again = prepare_data(cfg.replace(seed=1), tmp_path / "views")  # another run's seed reuses them
     assert files[0].stat().st_mtime_ns == stamp and np.array_equal(again.views, data.views)
+    assert len(list(data.cache.folder.glob("views-*"))) == 1
 
     bi = np.array([3, 0, 5, 0])
     got = image_batch(data, bi, cfg, torch.Generator().manual_seed(0)).numpy()

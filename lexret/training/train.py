@@ -71,7 +71,8 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
     cache = build_cache(tr + va, cache_root, image_backbone=cfg.image_backbone).load_to_memory()
     views = None
     if cfg.image_views > 0:
-        views = np.ascontiguousarray(image_views(tr, cache.folder, cfg.image_backbone, cfg.image_views, seed=cfg.seed))
+        # like the MLM masks, the views belong to the cache (seed 0), not to a run: other seeds reuse them
+        views = np.ascontiguousarray(image_views(tr, cache.folder, cfg.image_backbone, cfg.image_views))
     return Data(cache, len(tr), len(va), views)
 
 
