@@ -33,9 +33,6 @@ import torch
 from tqdm import tqdm
 
 from lexret.data import Item, load_image, preprocess_image
-
-if TYPE_CHECKING:
-    from PIL import Image
 from lexret.errors import LexretError
 from lexret.model.backbones import (
     DEFAULT_IMAGE_BACKBONE,
@@ -44,6 +41,11 @@ from lexret.model.backbones import (
     TextBackbone,
     image_backbone_spec,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -201,29 +203,54 @@ def build_cache(
     return FeatureCache(folder, spec.id)
 
 
+def _write_image_features(
+    final: Path,
+    items: list[Item],
+    image_backbone: str,
+    shape: tuple[int, ...],
+    pictures: Callable[[int, Image.Image], list[Image.Image]],
+    batch: int,
+    desc: str,
+) -> None:
+    """Run the frozen image backbone over ``pictures(i, image)`` of every item (each returns
+    ``prod(shape[1:-2])`` pictures) into a float16 ``.npy`` of ``shape`` at ``final``, written to a
+    ``.tmp`` file and renamed when complete, so an interrupted run leaves no file under the final name."""
+    spec = image_backbone_spec(image_backbone)
+    tmp = final.with_name(final.name + ".tmp")
+    ib = ImageBackbone(spec.id)
+    size = spec.input_size
+    per_item = int(np.prod(shape[1:-2], dtype=np.int64))
+    step = max(1, batch // per_item)
+    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+    for a in tqdm(range(0, len(items), step), desc=desc, unit="batch", mininterval=5):
+        chunk = items[a : a + step]
+        px = [
+            preprocess_image(pic, size)
+            for i, it in enumerate(chunk, start=a)
+            for pic in pictures(i, load_image(it.image, line=it.line, size=size))
+        ]
+        out = ib(torch.from_numpy(np.stack(px))).half().numpy()
+        feats[a : a + len(chunk)] = out.reshape((len(chunk), *shape[1:]))
+    feats.flush()
+    del feats
+    tmp.rename(final)
+
+
 def cache_image_features(items: list[Item], folder: Path, image_backbone: str, batch: int = 32) -> Path:
     """Compute the ``(N, grid * grid, 1280)`` float16 patch features of ``items`` with ``image_backbone``
     into ``folder`` (:func:`images_file`), written to a ``.tmp`` file and renamed when complete."""
     spec = image_backbone_spec(image_backbone)
     final = folder / images_file(spec.id)
-    tmp = final.with_name(final.name + ".tmp")
     t0 = time.time()
     log.info("caching %s features of %d images into %s (once)", spec.id, len(items), final)
-    ib = ImageBackbone(spec.id)
-    size = spec.input_size
     shape = (len(items), spec.n_patches, spec.channels)
-    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-    for a in tqdm(range(0, len(items), batch), desc=f"{spec.id} image features", unit="batch", mininterval=5):
-        chunk = items[a : a + batch]
-        px = np.stack([preprocess_image(load_image(it.image, line=it.line, size=size), size) for it in chunk])
-        feats[a : a + len(chunk)] = ib(torch.from_numpy(px)).half().numpy()
-    feats.flush()
-    del feats
-    tmp.rename(final)
+    _write_image_features(final, items, spec.id, shape, lambda i, img: [img], batch, f"{spec.id} image features")
     log.info("cached %s image features in %.0f s", spec.id, time.time() - t0)
     return final
 
 
+# Cached view files are named by backbone, count and seed only: give them a new name (views_file) if
+# these ranges change, or old files would be reused.
 VIEW_SCALE = (0.35, 1.0)  # area of the crop, as a share of the image
 VIEW_RATIO = (3 / 4, 4 / 3)  # aspect ratio of the crop
 
@@ -270,24 +297,12 @@ def image_views(
         if feats.shape != shape:
             raise LexretError(f"{final} holds views of shape {feats.shape}, expected {shape}; delete it to recompute")
         return feats
-    tmp = final.with_name(final.name + ".tmp")
     t0 = time.time()
     log.info("caching %d augmented views of %d images (%s) into %s (once)", n_views, len(items), spec.id, final)
-    ib = ImageBackbone(spec.id)
-    size = spec.input_size
-    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-    per = max(1, batch // n_views)
-    for a in tqdm(range(0, len(items), per), desc=f"{spec.id} augmented views", unit="batch", mininterval=5):
-        chunk = items[a : a + per]
-        px = []
-        for i, it in enumerate(chunk, start=a):
-            img = load_image(it.image, line=it.line, size=size)
-            for v in range(n_views):
-                px.append(preprocess_image(random_view(img, np.random.default_rng((seed, i, v)), size), size))
-        out = ib(torch.from_numpy(np.stack(px))).half().numpy()
-        feats[a : a + len(chunk)] = out.reshape(len(chunk), n_views, spec.n_patches, spec.channels)
-    feats.flush()
-    del feats
-    tmp.rename(final)
+
+    def views(i: int, img: Image.Image) -> list[Image.Image]:
+        return [random_view(img, np.random.default_rng((seed, i, v)), spec.input_size) for v in range(n_views)]
+
+    _write_image_features(final, items, spec.id, shape, views, batch, f"{spec.id} augmented views")
     log.info("cached augmented views in %.0f s", time.time() - t0)
     return np.load(final, mmap_mode="r")
