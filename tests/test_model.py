@@ -156,6 +156,8 @@ def test_terms_and_metrics():
     assert r["rsum"] == 600.0
     content = np.array([False, True, True, True])
     assert term_precision([[0, 1, 2], [3]], [{1}, {2}], content, k=10) == 25.0
+    # stopwords are skipped before the top k are taken: k=2 over [0, 1, 2, 3] keeps terms 1 and 2
+    assert term_precision([[0, 1, 2, 3]], [{2}], content, k=2) == 50.0
 
 
 def test_untied_image_decoder_starts_at_E_and_trains():

@@ -1,4 +1,7 @@
-"""Which vocabulary terms a lexical head may emit, and the stopword list used for term precision."""
+"""Which vocabulary terms a lexical head may emit (content wordpieces of the training captions).
+
+The emission filter uses NLTK's stopwords; term precision uses ``lexret.text`` (a stricter list that
+also drops numbers and spatial words) in training and in ``lexret eval`` alike."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ from lexret.errors import LexretError
 from lexret.model.backbones import head_config, word_embeddings
 from lexret.model.dense import DenseModel, DenseModelConfig, mean_pool
 from lexret.model.sparse import SparseLexModel, SparseModelConfig
-from lexret.model.terms import active_terms, content_mask
+from lexret.model.terms import active_terms
+from lexret.text import is_content_term
 from lexret.training.cache import FeatureCache, build_cache, image_views
 from lexret.training.config import TrainConfig
 from lexret.training.ema import WeightEMA
@@ -258,7 +259,9 @@ class SparseTrainer:
         self.model = SparseLexModel(heads, word_embeddings(), torch.from_numpy(active))
         self.to_active = torch.full((len(vocab),), -100, dtype=torch.long)
         self.to_active[self.model.active] = torch.arange(active.size)
-        self.content = content_mask(vocab.tokens)
+        # term_precision@10 judges content with lexret.text's list, the one `lexret eval` uses; the
+        # model's emission filter (lexret.model.terms) is NLTK's, which keeps e.g. 'two' and 'near'
+        self.content = np.array([is_content_term(t) for t in vocab.tokens], dtype=bool)
         self.bow_targets = self._bow_targets()
         self.teacher = DenseTeacher(cfg.distill_from, data) if cfg.distill_from and cfg.w_distill > 0 else None
 
@@ -446,7 +449,9 @@ class SparseTrainer:
         res["terms_per_image_full"] = float((iv > 0).sum(1).mean())
         res["terms_per_caption_full"] = float((tv > 0).sum(1).mean())
         active = self.model.active.numpy()
-        img_terms = [[int(active[t]) for t in row] for row in top_terms(ivk, 10)]
+        # every kept term, heaviest first: term_precision skips stopwords before taking its 10, as
+        # `lexret eval` does (taking the top 10 first and dropping stopwords counted fewer terms)
+        img_terms = [[int(active[t]) for t in row] for row in top_terms(ivk, ivk.shape[1])]
         cap_terms = []
         for i in range(d.n_val):
             ids = c.text_ids[d.cap_index[d.n_train + i]]
