@@ -49,12 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     out = Path(args.compare_dir)
+    for need in ("compare.json", "queries-sparse.npz"):
+        if not (out / need).is_file():
+            raise SystemExit(f"{out / need} not found: run `lexret compare ... --out {out}` first")
     compare = json.loads((out / "compare.json").read_text())
     flat = {r["corpus_size"]: r for r in compare if r["system"] == "dense-faiss-flat"}
     sizes = sorted({r["corpus_size"] for r in compare if r["system"] == "sparse-lucene"})
     if args.sizes:
         wanted = {int(s) for s in args.sizes.split(",")}
         sizes = [s for s in sizes if s in wanted]
+        if not sizes:
+            raise SystemExit(f"--sizes {args.sizes}: {out / 'compare.json'} has no sparse-lucene run at those sizes")
     ks = sorted({int(k) for k in args.query_top_k.split(",")})
 
     ids = SplitIds.from_collection(load_captions(args.data, split=args.split))
