@@ -52,6 +52,7 @@ class CompareConfig:
     # Force-merging to one segment was measured slower to search at k=10 and k=100 and 1.5x slower to
     # build, for the same bytes (tools/bench_lucene.py on 100k items, docs/compare.md).
     optimize: bool = False
+    reorder: str = "bp"  # Lucene document order (lexret.reorder)
     hnsw: HnswParams = field(default_factory=HnswParams)
     latency_queries: int = 1000
     systems: tuple[str, ...] = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
@@ -210,7 +211,7 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
     if need_sparse:
         icfg = IndexConfig(
             scale=cfg.scale or DEFAULT_SCALE, threads=cfg.index_threads, optimize=cfg.optimize, heap=cfg.heap,
-            store_vectors="sparse-scipy" in cfg.systems,
+            store_vectors="sparse-scipy" in cfg.systems, reorder=cfg.reorder,
         )  # fmt: skip
         t = time.perf_counter()
         meta = Indexer(vocab, icfg).build(

@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from lexret import __version__
 from lexret.errors import InputError, LexretError
 from lexret.index_meta import FORMAT, META_FILE, UNKNOWN_MODEL, lucene_files, write_meta
 from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE, Quantizer
+from lexret.reorder import REORDER_METHODS, reorder
 from lexret.types import SparseBatch
 from lexret.vocab import Vocabulary
 
@@ -48,6 +49,16 @@ class IndexConfig:
     heap: str | None = None  # JVM -Xmx for the indexing process
     store_vectors: bool = True  # keep quantized vectors (docvectors.npz) for exact brute-force search
     keep_collection: bool = False  # keep the JsonVectorCollection files (debugging)
+    # Document order: "bp" clusters documents that share terms (lexret.reorder) within windows of
+    # reorder_window documents, so memory stays bounded; "none" keeps the input order.
+    reorder: str = "bp"
+    reorder_window: int = 2**17
+
+    def __post_init__(self) -> None:
+        if self.reorder not in REORDER_METHODS:
+            raise LexretError(f"unknown reorder method {self.reorder!r}; use one of {', '.join(REORDER_METHODS)}")
+        if self.reorder_window < 1:
+            raise LexretError("reorder_window must be at least 1")
 
 
 @dataclass
@@ -181,18 +192,19 @@ class Indexer:
                 stack.enter_context(open(coll / f"docs-{i:03d}.jsonl", "w", encoding="utf-8")) for i in range(n_shards)
             ]
             bar = stack.enter_context(tqdm(total=total, desc="write collection", unit="doc", disable=None))
-            for ids, batch in chunks:
-                if batch.dim != len(self.vocab):
-                    raise InputError(f"vectors have dim {batch.dim}, the vocabulary {len(self.vocab)} terms")
+            for ids, batch, order in self._windows(chunks):
                 q = self.quantizer(batch)
                 for i, docid in enumerate(ids):
                     if docid in seen:
                         raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
                     seen.add(docid)
-                    r_idx, r_val = q.row(i)
-                    if r_idx.size == 0:
+                    if q.indptr[i] == q.indptr[i + 1]:
                         empty.append(docid)
-                    shards[n % n_shards].write(_impact_line(docid, r_idx, r_val, toks))
+                # Lucene numbers documents in the order they are written; docids.txt and the stored
+                # vectors keep the input order
+                for i in order.tolist():
+                    r_idx, r_val = q.row(i)
+                    shards[n % n_shards].write(_impact_line(ids[i], r_idx, r_val, toks))
                     n += 1
                 nnz += q.nnz
                 impact_sum += int(q.values.sum(dtype=np.int64))
@@ -201,6 +213,50 @@ class Indexer:
                     parts.append(q)
                 bar.update(len(ids))
         return {"n": n, "nnz": nnz, "impact_sum": impact_sum, "empty": empty, "docids": docids, "parts": parts}
+
+    def _windows(
+        self, chunks: Iterable[tuple[list[str], SparseBatch]]
+    ) -> Iterator[tuple[list[str], SparseBatch, np.ndarray]]:
+        """``(ids, batch, order)``: the input in windows of ``reorder_window`` documents (or as
+        given, with ``reorder="none"``) and the order in which to write each window's rows."""
+        cfg = self.config
+
+        def checked() -> Iterator[tuple[list[str], SparseBatch]]:
+            for ids, batch in chunks:
+                if batch.dim != len(self.vocab):
+                    raise InputError(f"vectors have dim {batch.dim}, the vocabulary {len(self.vocab)} terms")
+                if len(ids) != len(batch):
+                    raise InputError(f"{len(ids)} document ids for {len(batch)} vectors")
+                yield ids, batch
+
+        if cfg.reorder == "none":
+            for ids, batch in checked():
+                yield ids, batch, np.arange(len(ids))
+            return
+        buf_ids: list[str] = []
+        buf: list[SparseBatch] = []
+        size = 0
+
+        def flush() -> tuple[list[str], SparseBatch, np.ndarray]:
+            batch = SparseBatch.concat(buf)
+            t = time.perf_counter()
+            order = reorder(batch, cfg.reorder)
+            log.info("reordered %d documents (%s) in %.1fs", len(batch), cfg.reorder, time.perf_counter() - t)
+            return buf_ids, batch, order
+
+        for ids, batch in checked():
+            a = 0
+            while a < len(ids):
+                b = min(len(ids), a + cfg.reorder_window - size)
+                buf_ids.extend(ids[a:b])
+                buf.append(batch.slice(a, b))
+                size += b - a
+                a = b
+                if size >= cfg.reorder_window:
+                    yield flush()
+                    buf_ids, buf, size = [], [], 0
+        if size:
+            yield flush()
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--optimize", action="store_true", help="force-merge Lucene indexes to one segment (measured slower at k=10)"
     )
+    p.add_argument(
+        "--reorder", choices=("bp", "none"), default="bp",
+        help="Lucene document order: bp (recursive graph bisection, default) or none (corpus order)",
+    )  # fmt: skip
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)
     p.add_argument("--hnsw-ef-search", type=int, default=128)
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise LexretError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
     cfg = CompareConfig(
         sizes=_sizes(args.distractors), k=args.k, seed=args.seed, scale=args.scale,
-        index_threads=args.index_threads, optimize=args.optimize,
+        index_threads=args.index_threads, optimize=args.optimize, reorder=args.reorder,
         hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search),
         latency_queries=args.latency_queries, systems=systems, heap=args.heap,
     )  # fmt: skip

@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-impact", type=int, default=None, help="clip impacts to this value")
     p.add_argument("--threads", type=int, default=2, help="indexing threads (and collection shards)")
     p.add_argument("--optimize", action="store_true", help="merge the index into a single segment")
+    p.add_argument(
+        "--reorder", choices=("bp", "none"), default="bp",
+        help="document order: bp clusters documents that share terms (default), none keeps the input order",
+    )  # fmt: skip
     p.add_argument("--model-id", default=None, help="model that produced the vectors (default: the file's .meta.json)")
     p.add_argument("--modality", default=None, help="what the documents are: image, text, ...")
     p.add_argument("--no-store-vectors", action="store_true", help="do not keep vectors for --backend scipy")
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         optimize=args.optimize,
         heap=args.heap,
         store_vectors=not args.no_store_vectors,
+        reorder=args.reorder,
     )
     info = IndexInfo(
         model_id=args.model_id or src_meta.get("model_id", UNKNOWN_MODEL),
