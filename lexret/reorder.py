@@ -73,103 +73,120 @@ def bp_order(docs: SparseBatch, params: BPParams | None = None) -> np.ndarray:
     df = np.bincount(docs.indices, minlength=docs.dim)
     keep = df[docs.indices] >= 2
     doc_of_all = np.repeat(np.arange(n, dtype=np.int64), np.diff(docs.indptr))
-    p_doc = doc_of_all[keep]
-    p_term = docs.indices[keep].astype(np.int64)
-    if p_doc.size == 0:
-        return np.arange(n)
+    # postings, kept sorted by (group, term) from level to level, so that no level needs a sort
+    by_term = np.argsort(docs.indices[keep], kind="stable")
+    pd = doc_of_all[keep][by_term]
+    pt = docs.indices[keep][by_term].astype(np.int64)
     order = np.arange(n, dtype=np.int64)  # position -> doc
+    pos = np.arange(n, dtype=np.int64)  # doc -> position
     bounds = np.array([0, n], dtype=np.int64)  # group boundaries in positions
-    depth = 0
-    while depth < p.max_depth:
+    for _ in range(p.max_depth):
+        if pd.size == 0:
+            break
         sizes = np.diff(bounds)
         split = sizes > p.min_group
         if not split.any():
             break
-        # each group splits at its middle; groups too small to split keep one "half"
         mids = bounds[:-1] + sizes // 2
-        new_bounds = np.unique(np.concatenate([bounds, mids[split]]))
-        _refine(order, bounds, mids, split, p_doc, p_term, n, p.iterations)
-        bounds = new_bounds
-        depth += 1
+        group_of_pos = np.repeat(np.arange(sizes.size), sizes)
+        pg = group_of_pos[pos[pd]]
+        # groups too small to split are final: their postings leave for good
+        act = split[pg]
+        pd, pt, pg = pd[act], pt[act], pg[act]
+        if pd.size:
+            _refine(order, pos, mids, bounds, pd, pt, pg, p.iterations)
+            pd, pt = _partition(pd, pt, pg, pos[pd] < mids[pg])
+        bounds = np.unique(np.concatenate([bounds, mids[split]]))
     return order
+
+
+def _partition(pd: np.ndarray, pt: np.ndarray, pg: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Postings sorted by (group, term) -> sorted by (child group, term): a stable two-way split of
+    each group's block, left child first, in linear time."""
+    m = pd.size
+    start = np.ones(m, dtype=bool)
+    start[1:] = pg[1:] != pg[:-1]
+    first = np.maximum.accumulate(np.where(start, np.arange(m), 0))
+    cl = np.cumsum(left)
+    cr = np.cumsum(~left)
+    cl0 = cl[first] - left[first]
+    cr0 = cr[first] - ~left[first]
+    ends = np.flatnonzero(np.append(start[1:], True))
+    last = np.repeat(ends, np.diff(np.concatenate([[0], ends + 1])))
+    n_left = cl[last] - cl0
+    new = np.where(left, first + (cl - cl0 - 1), first + n_left + (cr - cr0 - 1))
+    out_d = np.empty_like(pd)
+    out_t = np.empty_like(pt)
+    out_d[new] = pd
+    out_t[new] = pt
+    return out_d, out_t
 
 
 def _refine(
     order: np.ndarray,
-    bounds: np.ndarray,
+    pos: np.ndarray,
     mids: np.ndarray,
-    split: np.ndarray,
-    p_doc: np.ndarray,
-    p_term: np.ndarray,
-    n: int,
+    bounds: np.ndarray,
+    pd: np.ndarray,
+    pt: np.ndarray,
+    pg: np.ndarray,
     iterations: int,
 ) -> None:
-    """One level: swap documents between the two halves of every splittable group, in place."""
-    pos = np.empty(n, dtype=np.int64)
-    pos[order] = np.arange(n)
-    group_of_pos = np.searchsorted(bounds, np.arange(n), side="right") - 1
-    active_pos = split[group_of_pos]
-    # postings of documents in groups that split at this level, keyed by (group, term)
-    doc_group = np.empty(n, dtype=np.int64)
-    doc_group[order] = group_of_pos
-    doc_active = np.zeros(n, dtype=bool)
-    doc_active[order] = active_pos
-    sel = doc_active[p_doc]
-    pd, pt = p_doc[sel], p_term[sel]
-    if pd.size == 0:
-        return
-    key = doc_group[pd] * (int(pt.max()) + 1) + pt
-    _, seg = np.unique(key, return_inverse=True)
-    seg = seg.ravel()
-    n_seg = int(seg.max()) + 1
-    g_of_seg = np.zeros(n_seg, dtype=np.int64)
-    g_of_seg[seg] = doc_group[pd]
+    """One level: swap documents between the two halves of every group that splits, in place.
+
+    ``pd``/``pt``/``pg``: document, term and group of the postings of those groups, sorted by
+    (group, term)."""
+    n = order.size
+    change = np.ones(pd.size, dtype=bool)
+    change[1:] = (pg[1:] != pg[:-1]) | (pt[1:] != pt[:-1])
+    seg = np.cumsum(change) - 1
+    n_seg = int(seg[-1]) + 1
+    g_of_seg = pg[change]
     n_left = (mids - bounds[:-1]).astype(np.float64)
     n_right = (bounds[1:] - mids).astype(np.float64)
     nl, nr = n_left[g_of_seg], n_right[g_of_seg]
-    groups = np.flatnonzero(split)
+    # the documents of the splitting groups, with their group
+    groups = np.unique(pg)
+    a_pos = np.concatenate([np.arange(bounds[g], bounds[g + 1]) for g in groups]) if groups.size < 64 else None
+    if a_pos is None:
+        sizes = np.diff(bounds)
+        in_split = np.zeros(sizes.size, dtype=bool)
+        in_split[groups] = True
+        a_pos = np.flatnonzero(np.repeat(in_split, sizes))
+    a_grp = np.searchsorted(bounds, a_pos, side="right") - 1
+    half = int(max(n_left[groups].max(), n_right[groups].max()))
+    d_all = np.bincount(seg, minlength=n_seg).astype(np.float64)
     for _ in range(iterations):
-        pos[order] = np.arange(n)
-        is_left_doc = pos < mids[doc_group]
-        left_p = is_left_doc[pd]
+        left_p = pos[pd] < mids[pg]
         d_left = np.bincount(seg, weights=left_p, minlength=n_seg)
-        d_right = np.bincount(seg, weights=~left_p, minlength=n_seg)
+        d_right = d_all - d_left
         base = _log_gap_cost(d_left, nl) + _log_gap_cost(d_right, nr)
         # gain of moving one document across, per (group, term): positive = fewer bits
         l2r = base - _log_gap_cost(np.maximum(d_left - 1, 0), nl) - _log_gap_cost(d_right + 1, nr)
         r2l = base - _log_gap_cost(d_left + 1, nl) - _log_gap_cost(np.maximum(d_right - 1, 0), nr)
-        gain_p = np.where(left_p, l2r[seg], r2l[seg])
-        gain = np.bincount(pd, weights=gain_p, minlength=n)
-        swapped = 0
+        gain = np.bincount(pd, weights=np.where(left_p, l2r[seg], r2l[seg]), minlength=n)
         # pair the best mover of each left half with the best of its right half, and so on
-        a_pos = np.flatnonzero(active_pos)
         a_doc = order[a_pos]
-        a_grp = group_of_pos[a_pos]
-        a_left = is_left_doc[a_doc]
+        a_left = a_pos < mids[a_grp]
         srt = np.lexsort((-gain[a_doc], ~a_left, a_grp))
-        a_doc, a_grp, a_left = a_doc[srt], a_grp[srt], a_left[srt]
-        # rank within (group, side)
-        start = np.ones(a_doc.size, dtype=bool)
-        start[1:] = (a_grp[1:] != a_grp[:-1]) | (a_left[1:] != a_left[:-1])
-        block_start = np.maximum.accumulate(np.where(start, np.arange(a_doc.size), 0))
-        rank = np.arange(a_doc.size) - block_start
-        half = int(max(n_left[groups].max(), n_right[groups].max()))
+        s_doc, s_grp, s_left = a_doc[srt], a_grp[srt], a_left[srt]
+        start = np.ones(s_doc.size, dtype=bool)
+        start[1:] = (s_grp[1:] != s_grp[:-1]) | (s_left[1:] != s_left[:-1])
+        rank = np.arange(s_doc.size) - np.maximum.accumulate(np.where(start, np.arange(s_doc.size), 0))
         lt = np.full((bounds.size - 1, half), -1, dtype=np.int64)
         rt = np.full((bounds.size - 1, half), -1, dtype=np.int64)
-        lt[a_grp[a_left], rank[a_left]] = a_doc[a_left]
-        rt[a_grp[~a_left], rank[~a_left]] = a_doc[~a_left]
+        lt[s_grp[s_left], rank[s_left]] = s_doc[s_left]
+        rt[s_grp[~s_left], rank[~s_left]] = s_doc[~s_left]
         both = (lt >= 0) & (rt >= 0)
         pair_gain = np.where(both, gain[np.maximum(lt, 0)] + gain[np.maximum(rt, 0)], -np.inf)
         # gains are sorted descending on both sides, so the swaps worth making are a prefix
-        do = pair_gain > 0
-        do &= np.cumprod(do, axis=1).astype(bool)
+        do = np.cumprod(pair_gain > 0, axis=1).astype(bool)
         if not do.any():
             break
         ld, rd = lt[do], rt[do]
         pl, pr = pos[ld], pos[rd]
         order[pl], order[pr] = rd, ld
-        swapped = int(do.sum())
-        log.debug("bp level: %d swaps", swapped)
+        pos[rd], pos[ld] = pl, pr
 
 
 def reorder(docs: SparseBatch, method: str, params: BPParams | None = None) -> np.ndarray:

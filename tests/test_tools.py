@@ -61,3 +61,13 @@ def test_bench_top_k_smoke(tmp_path):
     assert [r["k"] for r in rows] == [4, 16]
     assert rows[0]["avg_doc_terms"] <= 4 < rows[1]["avg_doc_terms"] <= 16
     assert 0 < rows[0]["index_bytes"] < rows[1]["index_bytes"]
+
+
+def test_bench_reorder_smoke():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_reorder.py"), "--docs", "1500", "--queries", "40"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1,500 documents" in proc.stdout and "gap bits" in proc.stdout
+    assert "identical ranked lists: 40 of 40 queries" in proc.stdout
