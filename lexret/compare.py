@@ -52,7 +52,7 @@ class CompareConfig:
     # Force-merging to one segment was measured slower to search at k=10 and k=100 and 1.5x slower to
     # build, for the same bytes (tools/bench_lucene.py on 100k items, docs/compare.md).
     optimize: bool = False
-    reorder: str = "bp"  # Lucene document order (lexret.reorder)
+    reorder: str = "none"  # Lucene document order (lexret.reorder); bp measured no gain here
     hnsw: HnswParams = field(default_factory=HnswParams)
     latency_queries: int = 1000
     systems: tuple[str, ...] = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
@@ -362,6 +362,8 @@ def run_compare(
                 rec["outrank_rate_synthetic"] = getattr(calibration, f"{space}_synthetic")
             if system == "dense-faiss-hnsw":
                 rec["hnsw"] = asdict(cfg.hnsw)
+            if system == "sparse-lucene":
+                rec["reorder"] = cfg.reorder
             records.append(rec)
             log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
         if {"sparse-lucene", "sparse-scipy"} <= runs_by_system.keys():

@@ -18,7 +18,8 @@ from lexret.fileio import write_json
 
 META_FILE = "lexret.json"
 UNKNOWN_MODEL = "unknown"  # recorded when vectors came without a model id: not checked at search
-FORMAT = "lexret-index/1"
+# /2: Lucene holds documents under short ids (lexret.lucene_ids), listed in lucene_ids
+FORMAT = "lexret-index/2"
 # Files lexret writes beside Lucene's; not part of the Lucene index proper.
 SIDE_FILES = (META_FILE, "docids.txt", "docvectors.npz", "build.log")
 
@@ -53,7 +54,7 @@ def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, 
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise IndexIntegrityError(f"{mp} is unreadable ({e}); rebuild the index with `lexret index`") from None
-    required = ("format", "model_id", "vocab_hash", "quantization", "num_docs", "files")
+    required = ("format", "model_id", "vocab_hash", "quantization", "num_docs", "files", "lucene_ids")
     if not isinstance(meta, dict) or any(k not in meta for k in required):
         raise IndexIntegrityError(f"{mp} lacks required fields {required}; rebuild the index with `lexret index`")
     if meta["format"] != FORMAT:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from lexret import __version__
 from lexret.errors import InputError, LexretError
 from lexret.index_meta import FORMAT, META_FILE, UNKNOWN_MODEL, lucene_files, write_meta
+from lexret.lucene_ids import SCHEME, encode, string_ranks, width_for
 from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE, Quantizer
 from lexret.reorder import REORDER_METHODS, reorder
 from lexret.types import SparseBatch
@@ -49,9 +50,10 @@ class IndexConfig:
     heap: str | None = None  # JVM -Xmx for the indexing process
     store_vectors: bool = True  # keep quantized vectors (docvectors.npz) for exact brute-force search
     keep_collection: bool = False  # keep the JsonVectorCollection files (debugging)
-    # Document order: "bp" clusters documents that share terms (lexret.reorder) within windows of
-    # reorder_window documents, so memory stays bounded; "none" keeps the input order.
-    reorder: str = "bp"
+    # Document order: "none" keeps the input order; "bp" clusters documents that share terms
+    # (lexret.reorder) within windows of reorder_window documents. Measured on Flickr8k images it
+    # does not pay for itself with Lucene's codec (docs/compare.md), so it is not the default.
+    reorder: str = "none"
     reorder_window: int = 2**17
 
     def __post_init__(self) -> None:
@@ -111,6 +113,8 @@ class Indexer:
             n, empty, docids = stats["n"], stats["empty"], stats["docids"]
             if n == 0:
                 raise InputError("no documents to index")
+            width = width_for(n)
+            _write_short_ids(coll, string_ranks(docids), width)
             if empty:
                 log.warning(
                     "%d document(s) have no positive term weight and cannot be matched by any query "
@@ -156,6 +160,8 @@ class Indexer:
                 "config": asdict(cfg),
                 "files": files,
                 "index_bytes": sum(files.values()),
+                # Lucene holds each document under the base-62 rank of its id (lexret.lucene_ids)
+                "lucene_ids": {"scheme": SCHEME, "width": width},
                 "has_docvectors": cfg.store_vectors,
                 **(extra_meta or {}),
             }
@@ -204,7 +210,8 @@ class Indexer:
                 # vectors keep the input order
                 for i in order.tolist():
                     r_idx, r_val = q.row(i)
-                    shards[n % n_shards].write(_impact_line(ids[i], r_idx, r_val, toks))
+                    # the row number stands in for the short id until all ids are known
+                    shards[n % n_shards].write(_impact_line(str(len(docids) + i), r_idx, r_val, toks))
                     n += 1
                 nnz += q.nnz
                 impact_sum += int(q.values.sum(dtype=np.int64))
@@ -257,6 +264,19 @@ class Indexer:
                     buf_ids, buf, size = [], [], 0
         if size:
             yield flush()
+
+
+def _write_short_ids(coll: Path, ranks: np.ndarray, width: int) -> None:
+    """Replace the row number that stands as each line's id by the row's short id, file by file."""
+    prefix = '{"id": "'
+    for shard in sorted(coll.glob("docs-*.jsonl")):
+        tmp = shard.with_suffix(".tmp")
+        with open(shard, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+            for line in src:
+                end = line.index('"', len(prefix))
+                short = encode(int(ranks[int(line[len(prefix) : end])]), width)
+                dst.write(prefix + short + line[end:])
+        os.replace(tmp, shard)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -16,11 +16,13 @@ from lexret.types import SparseBatch
 
 log = logging.getLogger(__name__)
 
-# Model weights are log(1 + relu(logit)), in practice within (0, 5]. A scale of 100 (SPLADE's
-# quantization factor) keeps the rounding error of any weight >= 0.05 under 1% of it, well below
-# what moves a ranking, while a weight of 5 becomes 500 term repetitions in the collection file:
-# indexing time and postings size grow with the impact sum, not the rank quality.
-DEFAULT_SCALE = 100.0
+# Model weights are log(1 + relu(logit)) rescaled to a norm of 5 per vector: an image's ~60 terms
+# weigh 0.6 on average, a caption's ~32 terms 0.9. Impacts are Lucene term frequencies, and their
+# bits are a large part of the postings. Measured on Flickr8k val with the shipped sparse model
+# (RSUM through exact search on the quantized vectors): float 282.2; scale 100: 281.9; 50: 282.0;
+# 25: 281.9; 20: 281.8; 15: 280.0; 10: 280.3. Scale 25 costs nothing measurable and makes postings
+# 14% smaller than 100 (100,000 images: 9.1 against 10.6 MB); below 20 rankings start to move.
+DEFAULT_SCALE = 25.0
 # Clip so a single runaway weight cannot dominate a score or bloat the collection file.
 DEFAULT_MAX_IMPACT = 1000
 

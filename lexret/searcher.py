@@ -52,7 +52,7 @@ class Searcher:
         if backend == "lucene":
             from lexret.backends.lucene import LuceneImpactBackend
 
-            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap)
+            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted(self.load_docids()))
             if self._lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
                 self._lucene.num_docs != self.meta["num_docs"]
             ):
@@ -68,6 +68,18 @@ class Searcher:
         else:
             raise LexretError(f"unknown backend {backend!r}; use lucene or scipy")
 
+    def load_docids(self) -> list[str]:
+        """The documents' ids in the order they were given to the indexer (``docids.txt``)."""
+        path = self.index_dir / "docids.txt"
+        if not path.is_file():
+            raise IndexIntegrityError(f"{self.index_dir} lacks docids.txt; rebuild the index with `lexret index`")
+        ids = path.read_text(encoding="utf-8").splitlines()
+        if len(ids) != self.meta["num_docs"]:
+            raise IndexIntegrityError(
+                f"{path} lists {len(ids)} ids, lexret.json {self.meta['num_docs']} documents; rebuild the index"
+            )
+        return ids
+
     def load_docvectors(self) -> tuple[list[str], SparseBatch]:
         """The quantized document vectors stored beside the index (``--store-vectors``)."""
         path = self.index_dir / "docvectors.npz"
@@ -76,7 +88,7 @@ class Searcher:
                 f"{self.index_dir} keeps no document vectors, which the scipy backend needs; "
                 "rebuild with `lexret index --store-vectors` or search with --backend lucene"
             )
-        ids = (self.index_dir / "docids.txt").read_text(encoding="utf-8").splitlines()
+        ids = self.load_docids()
         with np.load(path) as z:
             docs = SparseBatch(z["indptr"], z["indices"], z["values"], len(self.vocab))
         if len(ids) != len(docs):

@@ -75,7 +75,7 @@ def test_index_records_the_vector_file_metadata(coll: Collection, vocab: Vocabul
     assert meta["model_id"] == MODEL and meta["modality"] == "image"
     assert meta["source"] == str(coll.docs.resolve())
     assert meta["num_docs"] == N_IMAGES and meta["vocab_hash"] == vocab.hash
-    assert meta["quantization"]["scale"] == 100.0
+    assert meta["quantization"]["scale"] == 25.0
     assert (coll.index / "docids.txt").read_text().split() == coll.image_ids
 
 
@@ -206,7 +206,7 @@ def test_cli_mismatch_from_query_sidecar(coll: Collection, tmp_path: Path, vocab
 def test_cli_mismatched_scale(coll: Collection, tmp_path: Path) -> None:
     args = ["search", "--index", str(coll.index), "--queries", str(coll.queries), "--out", "run.txt"]
     proc = lexret(*args, "--scale", "10", cwd=tmp_path)
-    assert_user_error(proc, "scale 100.0", "scale 10.0")
+    assert_user_error(proc, "scale 25.0", "scale 10.0")
 
 
 def test_cli_evaluate_missing_qrels(tmp_path: Path, run_file: Path) -> None:
@@ -228,11 +228,11 @@ def test_cli_search_results_match_int_query_file(coll: Collection, vocab: Vocabu
     """Integer query files declared quantized (--scale = the index's) are taken as impacts as they are:
     same ranking as their float form, which the index's quantizer turns into the same impacts."""
     q = zipf_batch(10, len(vocab), 6, seed=31)
-    ints = SparseBatch(q.indptr, q.indices, np.maximum(1, np.rint(q.values * 100)).astype(np.int32), q.dim)
+    ints = SparseBatch(q.indptr, q.indices, np.maximum(1, np.rint(q.values * 25)).astype(np.int32), q.dim)
     qids = [f"q{i}" for i in range(10)]
     write_vectors(tmp_path / "qi.jsonl", qids, ints, vocab)
     write_vectors(tmp_path / "qf.jsonl", qids, q, vocab)
-    for name, extra in (("qi", ["--scale", "100"]), ("qf", [])):
+    for name, extra in (("qi", ["--scale", "25"]), ("qf", [])):
         args = ["search", "--index", str(coll.index), "--queries", str(tmp_path / f"{name}.jsonl"), *extra]
         assert main(["-q", *args, "--out", str(tmp_path / f"{name}.run"), "--backend", "scipy"]) == 0
     assert (tmp_path / "qi.run").read_text() == (tmp_path / "qf.run").read_text()

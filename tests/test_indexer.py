@@ -43,14 +43,14 @@ def test_metadata_contents(small_index, vocab: Vocabulary) -> None:
     assert meta["backend"] == "lucene-impact"
     assert (meta["model_id"], meta["modality"], meta["source"]) == (MODEL, "text", "synthetic")
     assert meta["vocab_hash"] == vocab.hash and meta["vocab_size"] == len(vocab) == 30522
-    assert meta["quantization"] == {"scale": 100.0, "max_impact": 1000}
+    assert meta["quantization"] == {"scale": 25.0, "max_impact": 1000}
     assert meta["num_docs"] == len(small_index.ids) == 300
     assert meta["num_postings"] == q.nnz
     assert meta["impact_sum"] == int(q.values.sum())
     assert meta["avg_doc_terms"] == pytest.approx(q.nnz / 300)
     assert meta["empty_docs"] == []
     assert meta["has_docvectors"] is True
-    assert meta["config"]["scale"] == 100.0 and meta["config"]["threads"] == 1
+    assert meta["config"]["scale"] == 25.0 and meta["config"]["threads"] == 1
     # every Lucene file, with its size; lexret's own files are not among them
     assert meta["files"] == lucene_files(path)
     assert any(name.startswith("segments_") for name in meta["files"])
@@ -76,8 +76,8 @@ def test_searcher_accepts_matching_queries(small_index, small_queries, vocab: Vo
         run = s.search(qids, queries, 10, progress=False)
     assert len(run) == len(qids) and sum(len(h) > 0 for h in run.values()) > len(qids) // 2
     assert {d for h in run.values() for d, _ in h} <= set(small_index.ids)
-    impacts = Quantizer(scale=100.0)(queries)
-    with Searcher(small_index.path, vocab, expect=QuerySpec(MODEL, vocab.hash, 100.0)) as s:
+    impacts = Quantizer(scale=25.0)(queries)
+    with Searcher(small_index.path, vocab, expect=QuerySpec(MODEL, vocab.hash, 25.0)) as s:
         assert s.search(qids, impacts, 10, progress=False) == run
         with pytest.raises(LexretError, match="drop --scale"):
             s.search(qids, queries, 10, progress=False)
@@ -91,7 +91,7 @@ def test_searcher_accepts_matching_queries(small_index, small_queries, vocab: Vo
     [
         (QuerySpec(model_id="another/model"), ["'another/model'", repr(MODEL)]),
         (QuerySpec(vocab_hash="sha256:0123456789abcdef"), ["sha256:0123456789abcdef"]),
-        (QuerySpec(scale=50.0), ["scale 100.0", "scale 50.0"]),
+        (QuerySpec(scale=50.0), ["scale 25.0", "scale 50.0"]),
         (QuerySpec(model_id=MODEL, scale=10.0), ["scale 10.0"]),
     ],
 )

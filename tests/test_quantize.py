@@ -23,8 +23,8 @@ def rows_of(b: SparseBatch) -> list[dict[int, int]]:
 
 def test_defaults() -> None:
     q = Quantizer()
-    assert (q.scale, q.max_impact) == (DEFAULT_SCALE, DEFAULT_MAX_IMPACT) == (100.0, 1000)
-    assert q.to_dict() == {"scale": 100.0, "max_impact": 1000}
+    assert (q.scale, q.max_impact) == (DEFAULT_SCALE, DEFAULT_MAX_IMPACT) == (25.0, 1000)
+    assert q.to_dict() == {"scale": 25.0, "max_impact": 1000}
 
 
 def test_rounds_to_nearest_integer() -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lexret.errors import IndexIntegrityError, LexretError
+from lexret.lucene_ids import decode
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +189,12 @@ class LuceneImpactBackend:
 
     Query weights are sent as they are: no idf filtering (the equivalent of pyserini's
     ``min_idf=-1``) and no query encoder in the JVM. Scores are ``sum(q_w * d_impact)``.
+    With ``sorted_ids`` (the collection's ids in string order), Lucene's documents carry short
+    ids (:mod:`lexret.lucene_ids`) and hits are returned under the real ones.
     """
 
-    def __init__(self, index_dir: str | Path, heap: str | None = None) -> None:
+    def __init__(self, index_dir: str | Path, heap: str | None = None, sorted_ids: Sequence[str] | None = None) -> None:
+        self._sorted_ids = sorted_ids
         start_jvm(heap)
         searcher_cls, self._HashMap, self._ArrayList, self._Integer = _jclasses()
         try:
@@ -237,7 +241,11 @@ class LuceneImpactBackend:
         for qid, hits in hits_by_qid:
             # Impact scores are sums of integer products; Anserini nudges tied scores apart by tiny
             # decrements to fix their order (docid ascending), so rounding restores the exact score.
-            out[qid] = [(h.docid, float(round(h.score))) for h in hits]
+            if self._sorted_ids is None:
+                out[qid] = [(h.docid, float(round(h.score))) for h in hits]
+            else:
+                ids = self._sorted_ids
+                out[qid] = [(ids[decode(h.docid)], float(round(h.score))) for h in hits]
         return out
 
     def close(self) -> None:

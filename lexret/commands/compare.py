@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--optimize", action="store_true", help="force-merge Lucene indexes to one segment (measured slower at k=10)"
     )
     p.add_argument(
-        "--reorder", choices=("bp", "none"), default="bp",
-        help="Lucene document order: bp (recursive graph bisection, default) or none (corpus order)",
+        "--reorder", choices=("none", "bp"), default="none",
+        help="Lucene document order: none (corpus order, default) or bp (recursive graph bisection)",
     )  # fmt: skip
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)

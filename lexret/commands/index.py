@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="indexing threads (and collection shards)")
     p.add_argument("--optimize", action="store_true", help="merge the index into a single segment")
     p.add_argument(
-        "--reorder", choices=("bp", "none"), default="bp",
-        help="document order: bp clusters documents that share terms (default), none keeps the input order",
+        "--reorder", choices=("none", "bp"), default="none",
+        help="document order: none keeps the input order (default), bp clusters documents that share terms",
     )  # fmt: skip
     p.add_argument("--model-id", default=None, help="model that produced the vectors (default: the file's .meta.json)")
     p.add_argument("--modality", default=None, help="what the documents are: image, text, ...")
