@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "search",
     "evaluate",
     "train",
+    "ensemble",
     "encode",
     "explain",
     "eval",

@@ -212,7 +212,7 @@ class SparseEncoder(_Base):
                     parts.append(SparseBatch.empty(len(part), len(self.vocab)))
                     continue
                 states, mask = self._text_features([part[i] for i in keep])
-                vecs = self.model.encode_text_states(states, mask)[0].numpy()
+                vecs = self.model.text_vectors(states, mask).numpy()
                 if len(keep) < len(part):
                     full = np.zeros((len(part), vecs.shape[1]), dtype=vecs.dtype)
                     full[keep] = vecs
@@ -248,7 +248,7 @@ class SparseEncoder(_Base):
         import torch
 
         with torch.inference_mode():
-            vecs = self.model.encode_patches(feats)[0].numpy()
+            vecs = self.model.image_vectors(feats).numpy()
         return self._to_batch(vecs, self.top_k_doc if top_k is None else top_k)
 
     def decode(self, batch: SparseBatch, top: int = 20) -> list[list[tuple[str, float]]]:
@@ -333,6 +333,6 @@ def encode_texts_both(
     with torch.inference_mode():
         for a in _batches(len(texts), batch_size, progress, "encoding texts (sparse + dense)"):
             states, mask = sparse._text_features(texts[a : a + batch_size])
-            sp.append(sparse._to_batch(sparse.model.encode_text_states(states, mask)[0].numpy(), sparse.top_k_query))
+            sp.append(sparse._to_batch(sparse.model.text_vectors(states, mask).numpy(), sparse.top_k_query))
             de.append(dense.model.encode_text_states(states, mask).numpy().astype(np.float32))
     return SparseBatch.concat(sp), np.concatenate(de)

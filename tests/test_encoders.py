@@ -34,8 +34,13 @@ def _recall_at(scores: np.ndarray, owner: np.ndarray, k: int) -> float:
 
 
 def test_shipped_checkpoints_are_small_heads():
-    total = sum(f.stat().st_size for kind in ("sparse", "dense") for f in shipped_checkpoint(kind).iterdir())
-    assert total < 50 * 2**20
+    """Each shipped checkpoint (the sparse one is an ensemble: its member folders count) stays under
+    50 MiB, and both together under 60 MiB."""
+    sizes = {
+        kind: sum(f.stat().st_size for f in shipped_checkpoint(kind).rglob("*") if f.is_file())
+        for kind in ("sparse", "dense")
+    }
+    assert max(sizes.values()) < 50 * 2**20 and sum(sizes.values()) < 60 * 2**20
 
 
 def test_sparse_encoder_finds_own_image(sparse, sample):
@@ -46,7 +51,7 @@ def test_sparse_encoder_finds_own_image(sparse, sample):
     q = sparse.encode_texts(captions, batch_size=16)
     assert isinstance(d, SparseBatch) and len(d) == N and len(q) == len(captions)
     assert d.values.dtype == np.float32 and (d.values > 0).all() and (q.values > 0).all()
-    assert d.terms_per_row().max() <= sparse.top_k_doc == 64
+    assert d.terms_per_row().max() <= sparse.top_k_doc == 48
     assert q.terms_per_row().max() <= sparse.top_k_query == 32
     scores = (q.to_scipy() @ d.to_scipy().T).toarray()
     assert _recall_at(scores, owner, 1) >= 0.6

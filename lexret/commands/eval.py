@@ -22,13 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dense-model", default=None, help="dense baseline checkpoint folder (default: shipped)")
     p.add_argument("--no-dense", action="store_true", help="evaluate the sparse model only")
     p.add_argument("--work-dir", default=None, help="keep indexes, runs and encoded vectors here")
-    p.add_argument("--scale", type=float, default=None, help="quantization scale (default: the model's)")
+    p.add_argument("--scale", type=float, default=None, help="quantization scale (default: lexret.quantize.DEFAULT_SCALE, 25)")
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument(
-        "--top-k-image", type=int, default=None, help="terms kept per image (default: the sparse model's, 64)"
+        "--top-k-image", type=int, default=None, help="terms kept per image (default: the sparse model's; shipped: 48)"
     )
     p.add_argument(
-        "--top-k-text", type=int, default=None, help="terms kept per caption (default: the sparse model's, 32)"
+        "--top-k-text", type=int, default=None, help="terms kept per caption (default: the sparse model's; shipped: 32)"
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=64, help="encoding batch size")

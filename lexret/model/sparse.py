@@ -278,6 +278,14 @@ class SparseLexModel(nn.Module):
         mx = max_tied_logits(z, self.image_E, self.image_head.bias, None if keep is None else self.with_global(keep))
         return torch.log1p(torch.relu(mx)), mx
 
+    def text_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, n_terms)`` caption vectors, what an encoder prunes (``lexret.model.ensemble`` has the same)."""
+        return self.encode_text_states(states, mask)[0]
+
+    def image_vectors(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(B, n_terms)`` image vectors, what an encoder prunes."""
+        return self.encode_patches(patches)[0]
+
     def bottleneck(self, pooled_logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(pooled_logits, dim=-1) @ self.E_active
 
