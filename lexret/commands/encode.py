@@ -46,7 +46,12 @@ def register(subparsers) -> None:
         help=f"items encoded between two progress records, rounded up to whole batches (default {DEFAULT_CHUNK})",
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted job writing --out")
-    p.add_argument("--top-k", type=int, default=None, help="terms kept per item (default: the model's; shipped: 48 per image, 32 per text)")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="terms kept per item (default: the model's; shipped: 48 per image, 32 per text)",
+    )
     p.add_argument("--split", default=None, help="with a captions JSONL: only items of this split")
     p.add_argument(
         "--on-error", choices=("stop", "skip"), default="stop", help="stop at the first bad item or skip and report"

@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dense-model", default=None, help="dense baseline checkpoint folder (default: shipped)")
     p.add_argument("--no-dense", action="store_true", help="evaluate the sparse model only")
     p.add_argument("--work-dir", default=None, help="keep indexes, runs and encoded vectors here")
-    p.add_argument("--scale", type=float, default=None, help="quantization scale (default: lexret.quantize.DEFAULT_SCALE, 25)")
+    p.add_argument(
+        "--scale", type=float, default=None, help="quantization scale (default: lexret.quantize.DEFAULT_SCALE, 25)"
+    )
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument(
         "--top-k-image", type=int, default=None, help="terms kept per image (default: the sparse model's; shipped: 48)"
