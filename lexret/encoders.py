@@ -1,7 +1,7 @@
 """Encoders from raw images and text to vectors, with the shipped checkpoints loaded by default.
 
 >>> enc = SparseEncoder.from_pretrained()          # lexret/checkpoints/sparse
->>> docs = enc.encode_images(["a.jpg", "b.jpg"])   # SparseBatch, top-64 terms per image
+>>> docs = enc.encode_images(["a.jpg", "b.jpg"])   # SparseBatch, top-48 terms per image (the shipped model)
 >>> qs = enc.encode_texts(["a dog on the beach"])  # SparseBatch, top-32 terms per text
 >>> enc.decode(qs, top=5)
 
