@@ -71,3 +71,31 @@ def test_bench_reorder_smoke():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "1,500 documents" in proc.stdout and "gap bits" in proc.stdout
     assert "identical ranked lists: 40 of 40 queries" in proc.stdout
+
+
+def test_static_pruning_keeps_each_terms_heaviest_postings():
+    """tools/bench_static_pruning.py's cut against a column-by-column brute force (ties at the cut kept)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from bench_static_pruning import prune_postings
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    from lexret.types import SparseBatch
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):
+        idx = np.sort(rng.choice(25, rng.integers(0, 9), replace=False))
+        rows.append((idx, rng.integers(1, 6, size=len(idx)).astype(np.float32)))
+    batch = SparseBatch.from_rows(rows, 25)
+    for cap in (1, 4, 1000):
+        got = prune_postings(batch, cap).to_scipy().toarray()
+        dense = batch.to_scipy().toarray()
+        for t in range(25):
+            col = dense[:, t]
+            nz = np.sort(col[col > 0])[::-1]
+            want = np.where(col >= nz[cap - 1], col, 0) if len(nz) > cap else col
+            assert np.array_equal(got[:, t], want)
+        assert (got[dense == 0] == 0).all()
