@@ -94,6 +94,8 @@ def test_an_ensemble_of_one_gives_its_members_vectors(one_member: Path):
     single = SparseEncoder.from_pretrained(_single_sparse())
     solo = SparseEncoder.from_pretrained(one_member)
     assert solo.model_id == "test-solo" and (solo.top_k_doc, solo.top_k_query) == (single.top_k_doc, single.top_k_query)
+    entry = json.loads((one_member / "config.json").read_text())["ensemble"]["members"][0]
+    assert entry["model_id"] == single.model_id and single.model_id.endswith("-fp16")  # copied once, not renamed again
     texts = ["a black dog runs on the grass", "two children play in the snow"]
     got, want = solo.encode_texts(texts), single.encode_texts(texts)
     assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
