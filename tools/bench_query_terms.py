@@ -18,9 +18,9 @@ Writes ``COMPARE_DIR/query_terms.json`` (one record per corpus size per ``k``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
+
+from _compare_run import add_run_arguments, open_run
 
 from lexret.compare import postings_per_query
 from lexret.data import load_captions
@@ -37,22 +37,12 @@ log = logging.getLogger("bench_query_terms")
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--compare-dir", required=True, help="OUT folder of a `lexret compare` run")
-    p.add_argument("--data", required=True, help="the captions JSONL that run evaluated")
-    p.add_argument("--split", default=None)
+    add_run_arguments(p, "corpus sizes to measure (default: every one in the run)")
     p.add_argument("--query-top-k", default="4,8,16,32", help="query lengths (terms) to measure")
-    p.add_argument("--sizes", default=None, help="corpus sizes to measure (default: every one in the run)")
-    p.add_argument("--k", type=int, default=10, help="hits per query")
-    p.add_argument("--latency-queries", type=int, default=1000)
-    p.add_argument("--heap", default=None, help="JVM heap, e.g. 6g")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    out = Path(args.compare_dir)
-    for need in ("compare.json", "queries-sparse.npz"):
-        if not (out / need).is_file():
-            raise SystemExit(f"{out / need} not found: run `lexret compare ... --out {out}` first")
-    compare = json.loads((out / "compare.json").read_text())
+    out, compare = open_run(args.compare_dir)
     flat = {r["corpus_size"]: r for r in compare if r["system"] == "dense-faiss-flat"}
     sizes = sorted({r["corpus_size"] for r in compare if r["system"] == "sparse-lucene"})
     if args.sizes:

@@ -20,12 +20,11 @@ Writes ``COMPARE_DIR/static_pruning.json`` (one record per corpus size per cap).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
-from pathlib import Path
 
 import numpy as np
+from _compare_run import add_run_arguments, open_run
 
 from lexret.compare import postings_per_query
 from lexret.data import load_captions
@@ -61,29 +60,19 @@ def prune_postings(batch: SparseBatch, cap: int) -> SparseBatch:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--compare-dir", required=True, help="OUT folder of a `lexret compare` run")
-    p.add_argument("--data", required=True, help="the captions JSONL that run evaluated")
-    p.add_argument("--split", default=None)
+    add_run_arguments(p, "corpus sizes to measure (default: the largest in the run)")
     p.add_argument("--max-postings", default="200000,50000", help="posting-list caps to measure")
-    p.add_argument("--sizes", default=None, help="corpus sizes to measure (default: the largest in the run)")
-    p.add_argument("--k", type=int, default=10, help="hits per query")
-    p.add_argument("--latency-queries", type=int, default=1000)
-    p.add_argument("--heap", default=None, help="JVM heap, e.g. 6g")
     p.add_argument("--keep-indexes", action="store_true", help="keep the pruned indexes (default: removed)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    out = Path(args.compare_dir)
-    for need in ("compare.json", "queries-sparse.npz"):
-        if not (out / need).is_file():
-            raise SystemExit(f"{out / need} not found: run `lexret compare ... --out {out}` first")
+    out, compare = open_run(args.compare_dir)
     try:
         caps = sorted({int(c) for c in args.max_postings.split(",")}, reverse=True)
     except ValueError:
         raise SystemExit(f"--max-postings {args.max_postings!r}: give whole numbers, e.g. 200000,50000") from None
     if not caps or min(caps) < 1:
         raise SystemExit("--max-postings: every cap must be at least 1")
-    compare = json.loads((out / "compare.json").read_text())
     flat = {r["corpus_size"]: r for r in compare if r["system"] == "dense-faiss-flat"}
     lucene = {r["corpus_size"]: r for r in compare if r["system"] == "sparse-lucene"}
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [max(lucene)]
