@@ -148,3 +148,13 @@ def test_cli_ensemble_writes_a_folder_every_command_loads(tmp_path: Path, capsys
     assert SparseEncoder.from_pretrained(out).top_k_doc == 40
     assert main(["ensemble", shipped, "--out", str(tmp_path / "bad"), "--model-id", "x", "--weights", "1,2"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_ensemble_removes_a_folder_that_does_not_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def refuse(cls, path=None):
+        raise LexretError(f"{path}: cannot run")
+
+    monkeypatch.setattr(SparseEncoder, "from_pretrained", classmethod(refuse))
+    out = tmp_path / "fused"
+    assert main(["ensemble", str(_single_sparse()), "--out", str(out), "--model-id", "x"]) == 2
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -38,6 +38,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import shutil
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lexret.encoders import SparseEncoder
@@ -48,8 +49,13 @@ def run(args: argparse.Namespace) -> int:
         if k is not None and k < 1:
             raise LexretError("--top-k-image and --top-k-text must be at least 1")
     cfg = save_ensemble(args.out, args.members, args.model_id, args.weights, args.top_k_image, args.top_k_text)
-    enc = SparseEncoder.from_pretrained(args.out)  # loads as users will, so a bad member fails here
-    terms = ", ".join(f"{t} {w:.2f}" for t, w in enc.decode(enc.encode_texts(["a dog runs on the beach"]), top=5)[0])
+    try:  # load as users will, so that a member that cannot run fails here, not at the first search
+        enc = SparseEncoder.from_pretrained(args.out)
+        terms = enc.decode(enc.encode_texts(["a dog runs on the beach"]), top=5)[0]
+    except BaseException:
+        shutil.rmtree(args.out, ignore_errors=True)
+        raise
+    terms = ", ".join(f"{t} {w:.2f}" for t, w in terms)
     log.info(
         "wrote %s (%s): %d members, top-%d image / top-%d text terms; 'a dog runs on the beach' -> %s",
         args.out,
