@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         base = lucene[size]
         records.append({"corpus_size": size, "max_postings": None, "postings": int(docs.nnz),
                         **{k: base[k] for k in ("R@1", "R@5", "R@10", "index_bytes", "latency_ms_mean",
-                                                "latency_ms_p95", "qps_1thread", "qps_2threads")},
-                        "postings_per_query": postings_per_query(src / "docvectors.npz", queries)})  # fmt: skip
+                                                "latency_ms_p95", "qps_1thread", "qps_2threads",
+                                                "postings_per_query")}})  # fmt: skip
         for cap in caps:
             pruned = prune_postings(docs, cap)
             dst = out / f"corpus-{size}" / f"lucene-maxpost{cap}"
