@@ -1,10 +1,13 @@
-"""Sparse Lucene vs dense FAISS as the corpus grows: the large-scale comparison.
+"""Sparse engines vs dense FAISS as the corpus grows: the large-scale comparison.
 
 The evaluation split's images stay in the corpus and its captions are the text queries; ``N``
 distractors are added for each corpus size: real encoded images first (from ``--distractor-data``,
 without the split's own images), then synthetic ones mixed from the real vectors
 (``lexret.distractors``). Every system is built on the same corpus and measured in a child process
-(``lexret.measure``): effectiveness, index bytes, build time, peak memory, latency and throughput.
+(``lexret.measure``): effectiveness, index bytes, build time, peak memory, latency and throughput,
+and against the exact ranking of the same vectors: ``overlap@10_vs_exact`` (sparse systems against
+the exact sparse top-10, HNSW against FAISS flat) and, for the exact engines, the number of queries
+whose ranking differs from the exact reference at all.
 
 Encodings and synthetic chunks are cached (``cache_dir``), so a rerun does not redo them, and the
 corpus is streamed into the indexes chunk by chunk.
@@ -31,13 +34,19 @@ from lexret.distractors import Calibration, MixParams, calibrate, synthesize_chu
 from lexret.evaluation import SplitIds, item_id
 from lexret.fileio import write_json
 from lexret.metrics import evaluate
-from lexret.trec import read_run
+from lexret.trec import Run, read_run
 from lexret.types import SparseBatch
 from lexret.vectors import write_vectors
 
 log = logging.getLogger(__name__)
 
 CHUNK = 20_000
+# Sparse systems that search the Lucene index folder or the quantized vectors stored in it.
+SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-scipy")
+# Sparse systems that must rank exactly like the brute force; the first one measured is the reference.
+EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene")
+OVERLAP_AT = 10
+DENSE_SCORE_TOLERANCE = 1e-5  # HNSW and flat compute the same inner products in different orders
 
 
 @dataclass
@@ -55,7 +64,8 @@ class CompareConfig:
     reorder: str = "none"  # Lucene document order (lexret.reorder); bp measured no gain here
     hnsw: HnswParams = field(default_factory=HnswParams)
     latency_queries: int = 1000
-    systems: tuple[str, ...] = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
+    # sparse-scipy (the slow brute force) is left out by default: sparse-exact ranks the same, faster
+    systems: tuple[str, ...] = ("sparse-lucene", "sparse-exact", "dense-faiss-flat", "dense-faiss-hnsw")
     heap: str | None = None
     mix: MixParams = field(default_factory=MixParams)
 
@@ -207,11 +217,11 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
     from lexret.quantize import DEFAULT_SCALE
 
     built: dict[str, dict[str, Any]] = {}
-    need_sparse = {"sparse-lucene", "sparse-scipy"} & set(cfg.systems)
+    need_sparse = set(SPARSE_ON_LUCENE_FOLDER) & set(cfg.systems)
     if need_sparse:
         icfg = IndexConfig(
             scale=cfg.scale or DEFAULT_SCALE, threads=cfg.index_threads, optimize=cfg.optimize, heap=cfg.heap,
-            store_vectors="sparse-scipy" in cfg.systems, reorder=cfg.reorder,
+            store_vectors=bool(need_sparse - {"sparse-lucene"}), reorder=cfg.reorder,
         )  # fmt: skip
         t = time.perf_counter()
         meta = Indexer(vocab, icfg).build(
@@ -220,12 +230,13 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
         )  # fmt: skip
         build_s = time.perf_counter() - t
         built["sparse-lucene"] = {"artifact": out / "lucene", "index_bytes": meta["index_bytes"], "build_s": build_s}
-        if "sparse-scipy" in cfg.systems:
+        for system in need_sparse - {"sparse-lucene"}:
             dv = out / "lucene" / "docvectors.npz"
-            built["sparse-scipy"] = {
+            built[system] = {
                 "artifact": out / "lucene",
                 "index_bytes": dv.stat().st_size,
-                # the scipy "index" is the quantized CSR matrix written beside the Lucene index
+                # their "index" is the quantized CSR matrix written beside the Lucene index (the exact
+                # engine turns it into posting arrays when it loads: load_s in its record)
                 "build_s": meta["write_seconds"],
             }
     for system, kind in (("dense-faiss-flat", "flat"), ("dense-faiss-hnsw", "hnsw")):
@@ -328,7 +339,8 @@ def run_compare(
                  len(split.ids), corpus.n_real, corpus.n_synthetic)  # fmt: skip
         built = build_systems(corpus, sparse_enc.vocab, sparse_enc.model_id, cfg, size_dir)
         runs_by_system = {}
-        postings = postings_per_query(size_dir / "lucene" / "docvectors.npz", cap_sparse)
+        docvectors = size_dir / "lucene" / "docvectors.npz"
+        postings = postings_per_query(docvectors, cap_sparse)
         for system in cfg.systems:
             b = built[system]
             queries = q_sparse if system.startswith("sparse") else q_dense
@@ -355,7 +367,13 @@ def run_compare(
                 "distractors_synthetic": corpus.n_synthetic,
             }
             if system.startswith("sparse") and postings is not None:
+                rec["postings_in_query_lists"] = postings  # what an exhaustive term-at-a-time search reads
+            if m.postings_per_query is not None:  # the engine's own count of the work it did
+                rec["postings_per_query"] = m.postings_per_query
+            elif system.startswith("sparse") and postings is not None:
                 rec["postings_per_query"] = postings
+            if m.load_s is not None:
+                rec["load_s"] = m.load_s
             if calibration is not None:
                 space = "sparse" if system.startswith("sparse") else "dense"
                 rec["outrank_rate_real"] = getattr(calibration, f"{space}_real")
@@ -366,17 +384,86 @@ def run_compare(
                 rec["reorder"] = cfg.reorder
             records.append(rec)
             log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
-        if {"sparse-lucene", "sparse-scipy"} <= runs_by_system.keys():
-            differ = run_differences(runs_by_system["sparse-lucene"], runs_by_system["sparse-scipy"])
-            lucene_rec = next(r for r in records if r["system"] == "sparse-lucene" and r["corpus_size"] == len(corpus))
-            lucene_rec["queries_differing_from_scipy"] = differ
-            log.log(logging.INFO if differ == 0 else logging.WARNING,
-                    "Lucene vs scipy brute force at %d: %d of %d queries differ (ids, order or scores)",
-                    len(corpus), differ, len(ids.caption_ids))  # fmt: skip
+        size_records = {r["system"]: r for r in records if r["corpus_size"] == len(corpus)}
+        check_against_exact(size_records, runs_by_system, docvectors, ids.caption_ids, cap_sparse, len(corpus))
         write_json(out_dir / "compare.json", records)  # after each size: a partial result survives
         shutil.rmtree(size_dir / "dense-faiss-flat", ignore_errors=True)  # large and rebuilt in seconds
     plot(records, out_dir)
     return records
+
+
+def check_against_exact(records: dict[str, dict[str, Any]], runs: dict[str, Run], docvectors: Path,
+                        qids: list[str], queries: SparseBatch, size: int) -> None:  # fmt: skip
+    """Add ``overlap@10_vs_exact`` to every system's record, and to the exact sparse engines the
+    number of queries whose ranking differs from the reference's (``queries_differing_from_exact``)."""
+    ref = next((s for s in EXACT_SPARSE if s in runs), None)
+    if ref is not None:
+        sparse = [s for s in runs if s.startswith("sparse")]
+        if docvectors.is_file() and any(s not in EXACT_SPARSE for s in sparse):
+            scorer = ExactPairScorer(docvectors, records[ref], queries, qids)
+        else:
+            scorer = None
+        for system in sparse:
+            rec = records[system]
+            if system in EXACT_SPARSE:
+                rec["overlap@10_vs_exact"] = overlap_at(runs[system], runs[ref], lambda q, hits: hits)
+                if system != ref:
+                    differ = run_differences(runs[system], runs[ref])
+                    rec["queries_differing_from_exact"] = differ
+                    rec["exact_reference"] = ref
+                    log.log(logging.INFO if differ == 0 else logging.WARNING,
+                            "%s vs %s at %d: %d of %d queries differ (ids, order or scores)", system, ref, size, differ,
+                            len(runs[ref]))  # fmt: skip
+            elif scorer is not None:
+                rec["overlap@10_vs_exact"] = overlap_at(runs[system], runs[ref], scorer.rescore)
+    if {"dense-faiss-flat", "dense-faiss-hnsw"} <= runs.keys():
+        for system in ("dense-faiss-flat", "dense-faiss-hnsw"):
+            records[system]["overlap@10_vs_exact"] = overlap_at(
+                runs[system], runs["dense-faiss-flat"], lambda q, hits: hits, tolerance=DENSE_SCORE_TOLERANCE
+            )
+
+
+def overlap_at(run: Run, exact: Run, rescore, n: int = OVERLAP_AT, tolerance: float = 0.0) -> float:
+    """Tie-aware overlap of ``run``'s top ``n`` with the exact top ``n``, averaged over queries: the
+    share of a query's top ``n`` hits whose exact score (``rescore(qid, hits)``) reaches the exact
+    ``n``-th score. A different document tied at the cut-off counts as a hit; queries whose exact
+    list is empty are skipped; an exact list shorter than ``n`` sets the share's denominator."""
+    shares = []
+    for qid, want in exact.items():
+        m = min(n, len(want))
+        if m == 0:
+            continue
+        floor = want[m - 1][1] - tolerance
+        got = rescore(qid, run.get(qid, [])[:m])
+        shares.append(sum(1 for _, s in got if s >= floor and s > 0) / m)
+    return float(np.mean(shares)) if shares else 1.0
+
+
+class ExactPairScorer:
+    """Exact scores of (query, document) pairs from the quantized vectors stored with the index, for
+    systems whose own scores may be approximate."""
+
+    def __init__(self, docvectors: Path, ref_record: dict[str, Any], queries: SparseBatch, qids: list[str]) -> None:
+        from lexret.index_meta import read_meta
+        from lexret.quantize import Quantizer
+
+        folder = docvectors.parent
+        meta = read_meta(folder, verify_files=False)
+        quant = Quantizer(meta["quantization"]["scale"], meta["quantization"]["max_impact"])
+        self._q = quant(queries).to_scipy().astype(np.float64)
+        with np.load(docvectors) as z:
+            self._d = SparseBatch(z["indptr"], z["indices"], z["values"], queries.dim).to_scipy().astype(np.float64)
+        ids = (folder / "docids.txt").read_text(encoding="utf-8").splitlines()
+        self._row = {d: i for i, d in enumerate(ids)}
+        self._qrow = {q: i for i, q in enumerate(qids)}
+
+    def rescore(self, qid: str, hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        if not hits:
+            return []
+        rows = [self._row[d] for d, _ in hits]
+        q = self._q[[self._qrow[qid]] * len(rows)]
+        scores = np.asarray(q.multiply(self._d[rows]).sum(axis=1)).ravel()
+        return [(d, float(s)) for (d, _), s in zip(hits, scores)]
 
 
 def postings_per_query(docvectors: Path, queries: SparseBatch) -> float | None:
@@ -400,29 +487,43 @@ def format_records(records: list[dict[str, Any]]) -> str:
     cols = [("R@1", "R@1"), ("R@5", "R@5"), ("R@10", "R@10"), ("index MB", "index_bytes"), ("build s", "build_s"),
             ("RSS MB", "peak_rss_bytes"), ("ms mean", "latency_ms_mean"), ("ms p50", "latency_ms_p50"),
             ("ms p95", "latency_ms_p95"), ("qps 1t", "qps_1thread"), ("qps 2t", "qps_2threads"),
-            ("enc ms", "query_encode_ms")]  # fmt: skip
-    lines = ["system".ljust(18) + "corpus".rjust(9) + "".join(c.rjust(10) for c, _ in cols)]
+            ("enc ms", "query_encode_ms"), ("ovl@10", "overlap@10_vs_exact"),
+            ("kpost/q", "postings_per_query")]  # fmt: skip
+    width = max([22, *(len(r["system"]) + 1 for r in records)])
+    lines = ["system".ljust(width) + "corpus".rjust(10) + "".join(c.rjust(10) for c, _ in cols)]
     for r in records:
         cells = []
         for _, key in cols:
-            v = r[key]
-            cells.append(f"{v / 1e6:.1f}" if key in ("index_bytes", "peak_rss_bytes") else f"{v:.2f}")
-        lines.append(r["system"].ljust(18) + f"{r['corpus_size']:>9,}" + "".join(c.rjust(10) for c in cells))
+            v = r.get(key)
+            if v is None:
+                cells.append("-")
+            elif key in ("index_bytes", "peak_rss_bytes"):
+                cells.append(f"{v / 1e6:.1f}")
+            elif key == "postings_per_query":
+                cells.append(f"{v / 1e3:.1f}")
+            else:
+                cells.append(f"{v:.3f}" if key == "overlap@10_vs_exact" else f"{v:.2f}")
+        lines.append(r["system"].ljust(width) + f"{r['corpus_size']:>10,}" + "".join(c.rjust(10) for c in cells))
     by = {(r["system"], r["corpus_size"]): r for r in records}
     for size in sorted({r["corpus_size"] for r in records}):
-        lu, ff = by.get(("sparse-lucene", size)), by.get(("dense-faiss-flat", size))
-        if lu and ff:
-            qps = lu["qps_1thread"] / ff["qps_1thread"]
-            size_ratio = lu["index_bytes"] / ff["index_bytes"]
+        ff = by.get(("dense-faiss-flat", size))
+        if not ff:
+            continue
+        for system in sorted(s for s, n in by if n == size and s.startswith("sparse")):
+            sp = by[(system, size)]
+            qps = sp["qps_1thread"] / ff["qps_1thread"]
+            size_ratio = sp["index_bytes"] / ff["index_bytes"]
             lines.append(
-                f"corpus {size:,}: Lucene/FAISS-flat throughput (1 thread) {qps:.2f}x, index bytes {size_ratio:.3f}x, "
-                f"R@10 {lu['R@10']:.2f} vs {ff['R@10']:.2f}"
+                f"corpus {size:,}: {system}/FAISS-flat throughput (1 thread) {qps:.2f}x, "
+                f"p50 latency {sp['latency_ms_p50'] / ff['latency_ms_p50']:.3f}x, index bytes {size_ratio:.3f}x, "
+                f"R@10 {sp['R@10']:.2f} vs {ff['R@10']:.2f}"
             )
     return "\n".join(lines)
 
 
 def plot(records: list[dict[str, Any]], out_dir: Path) -> None:
-    """latency vs corpus size, index size vs corpus size, R@10 vs latency (PNG)."""
+    """latency, index size, throughput and postings per query vs corpus size, R@10 vs latency and
+    overlap with the exact top-10 vs throughput (PNG); a system lacking a figure is left out of its plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -434,12 +535,19 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> None:
         ("latency_vs_size.png", "corpus_size", "latency_ms_mean", "corpus size (items)", lat, True),
         ("index_size_vs_size.png", "corpus_size", "index_bytes", "corpus size (items)", "index size (bytes)", True),
         ("recall_vs_latency.png", "latency_ms_mean", "R@10", lat, "R@10 (%)", False),
+        ("qps_vs_size.png", "corpus_size", "qps_1thread", "corpus size (items)", "queries/s (batch, 1 thread)", True),
+        ("postings_vs_size.png", "corpus_size", "postings_per_query", "corpus size (items)",
+         "postings (or documents) scored per query", True),
+        ("overlap_vs_qps.png", "qps_1thread", "overlap@10_vs_exact", "queries/s (batch, 1 thread)",
+         "overlap@10 with the exact top-10", False),
     ]
     for name, x, y, xl, yl, logy in figs:
         fig, ax = plt.subplots(figsize=(6, 4))
         for s in systems:
-            rs = sorted((r for r in records if r["system"] == s), key=lambda r: r["corpus_size"])
-            ax.plot([r[x] for r in rs], [r[y] for r in rs], marker="o", label=s)
+            rs = sorted((r for r in records if r["system"] == s and r.get(x) is not None and r.get(y) is not None),
+                        key=lambda r: r["corpus_size"])  # fmt: skip
+            if rs:
+                ax.plot([r[x] for r in rs], [r[y] for r in rs], marker="o", label=s)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.set_xscale("log")

@@ -1,6 +1,7 @@
 """Measure one retrieval system in a process of its own.
 
-A measurement loads one system (Lucene impact index, scipy brute force, FAISS flat or HNSW) from
+A measurement loads one system (Lucene impact index, the exact numba engine, scipy brute force,
+FAISS flat or HNSW) from
 disk, runs the queries, and reports latency per query at one thread (mean, p50, p95; search only),
 throughput at one and two threads, the run (for effectiveness) and the peak resident memory of
 the process. Running it in a child process (``python -m lexret.measure``) makes the peak memory
@@ -26,7 +27,9 @@ import numpy as np
 from lexret.trec import Run
 
 WARMUP_QUERIES = 1000
-SYSTEMS = ("sparse-lucene", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
+SYSTEMS = ("sparse-lucene", "sparse-exact", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
+# the Searcher backend behind each sparse system that runs through lexret.searcher
+SEARCHER_BACKENDS = {"sparse-lucene": "lucene", "sparse-exact": "exact", "sparse-scipy": "scipy"}
 
 
 @dataclass
@@ -39,6 +42,10 @@ class Measurement:
     qps_1thread: float
     qps_2threads: float
     peak_rss_bytes: int
+    # work per query as the engine counts it (postings added, documents or blocks scored); None when
+    # the engine does not say
+    postings_per_query: float | None = None
+    load_s: float | None = None  # opening the system: reading files, building in-memory structures
 
 
 def _peak_rss_bytes() -> int:
@@ -78,7 +85,9 @@ def measure(
     """Load ``system`` from ``artifact`` and measure it with the queries in ``queries``."""
     qids: list[str]
     batch_search: Callable[[Sequence[str], Any, int], Run]
-    if system == "sparse-lucene" or system == "sparse-scipy":
+    work: Callable[[], float] | None = None  # the engine's own count of the last batch's work per query
+    t_load = time.perf_counter()
+    if system in SEARCHER_BACKENDS:
         from lexret.searcher import Searcher
         from lexret.vectors import read_vectors
         from lexret.vocab import load_vocabulary
@@ -86,7 +95,7 @@ def measure(
         vocab = load_vocabulary(vocab_path)
         qs = read_vectors(queries, vocab)
         qids = qs.ids
-        searcher = Searcher(artifact, vocab, backend="lucene" if system == "sparse-lucene" else "scipy", heap=heap)
+        searcher = Searcher(artifact, vocab, backend=SEARCHER_BACKENDS[system], heap=heap)
         qint = searcher.prepare(qs.batch)
         if system == "sparse-lucene":
             lucene = searcher._lucene
@@ -103,6 +112,19 @@ def measure(
 
             def one(i: int) -> object:
                 return lucene.search([qids[i]], [qdicts[i]], k, threads=1)
+        elif system == "sparse-exact":
+            exact = searcher._exact
+
+            def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+                return exact.search(ids, sel, k, threads=threads)
+
+            qsel = qint
+
+            def one(i: int) -> object:
+                return exact.search([qids[i]], qint.slice(i, i + 1), k, threads=1)
+
+            def work() -> float:
+                return exact.last_stats.postings_per_query
         else:
             backend = searcher._scipy
 
@@ -134,6 +156,7 @@ def measure(
     else:
         raise ValueError(f"unknown system {system!r}; one of {SYSTEMS}")
 
+    load_s = time.perf_counter() - t_load
     n_lat = min(len(qids), latency_queries or len(qids))
     n_warm = min(len(qids), WARMUP_QUERIES)
     warm = qsel.slice(0, n_warm) if hasattr(qsel, "slice") else qsel[:n_warm]
@@ -142,6 +165,7 @@ def measure(
     t = time.perf_counter()
     run = batch_search(qids, qsel, 1)
     qps1 = len(qids) / (time.perf_counter() - t)
+    postings = work() if work is not None else None
     t = time.perf_counter()
     batch_search(qids, qsel, 2)
     qps2 = len(qids) / (time.perf_counter() - t)
@@ -154,6 +178,8 @@ def measure(
         qps_1thread=qps1,
         qps_2threads=qps2,
         peak_rss_bytes=_peak_rss_bytes(),
+        postings_per_query=postings,
+        load_s=round(load_s, 3),
     )
     return m, run
 

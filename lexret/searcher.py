@@ -8,6 +8,7 @@ JVM heap (which holds every hit of a batch) stays bounded.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -24,12 +25,14 @@ from lexret.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["lucene", "scipy"]
+Backend = Literal["lucene", "exact", "scipy"]
+BACKENDS: tuple[str, ...] = ("lucene", "exact", "scipy")
 DEFAULT_CHUNK = 1000
 
 
 class Searcher:
-    """Batch search over a lexret index folder with the Lucene or the exact scipy backend."""
+    """Batch search over a lexret index folder: Lucene, the exact term-at-a-time engine over the stored
+    vectors (``exact``, numba) or the scipy brute force (``scipy``, the slow reference)."""
 
     def __init__(
         self,
@@ -65,8 +68,13 @@ class Searcher:
 
             ids, docs = self.load_docvectors()
             self._scipy = ScipySparseBackend(ids, docs)
+        elif backend == "exact":
+            from lexret.backends.exact import ExactBackend
+
+            ids, docs = self.load_docvectors()
+            self._exact = ExactBackend(ids, docs)
         else:
-            raise LexretError(f"unknown backend {backend!r}; use lucene or scipy")
+            raise LexretError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
     def load_docids(self) -> list[str]:
         """The documents' ids in the order they were given to the indexer (``docids.txt``)."""
@@ -85,14 +93,21 @@ class Searcher:
         path = self.index_dir / "docvectors.npz"
         if not path.is_file():
             raise LexretError(
-                f"{self.index_dir} keeps no document vectors, which the scipy backend needs; "
-                "rebuild with `lexret index --store-vectors` or search with --backend lucene"
+                f"{self.index_dir} keeps no document vectors, which the {self.backend_name} backend needs; "
+                "rebuild it with `lexret index` (without --no-store-vectors) or search with --backend lucene"
             )
         ids = self.load_docids()
-        with np.load(path) as z:
-            docs = SparseBatch(z["indptr"], z["indices"], z["values"], len(self.vocab))
+        try:
+            with np.load(path) as z:
+                docs = SparseBatch(z["indptr"], z["indices"], z["values"], len(self.vocab))
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise IndexIntegrityError(f"{path} is unreadable ({e}); rebuild the index with `lexret index`") from None
         if len(ids) != len(docs):
             raise IndexIntegrityError(f"{self.index_dir}: docids.txt and docvectors.npz disagree; rebuild the index")
+        if docs.nnz and (not docs.is_integer or docs.values.min() < 1):
+            raise IndexIntegrityError(
+                f"{path} holds weights that are not positive integer impacts; rebuild the index with `lexret index`"
+            )
         return ids, docs
 
     def prepare(self, queries: SparseBatch) -> SparseBatch:
@@ -157,6 +172,8 @@ class Searcher:
                         for i in range(len(chunk))
                     ]
                     yield self._lucene.search(chunk_ids, dicts, k, threads=threads)
+                elif self.backend_name == "exact":
+                    yield self._exact.search(chunk_ids, chunk, k, threads=threads)
                 else:
                     yield self._scipy.search(chunk_ids, chunk, k)
                 bar.update(len(chunk_ids))
@@ -164,6 +181,8 @@ class Searcher:
     def close(self) -> None:
         if self.backend_name == "lucene":
             self._lucene.close()
+        elif self.backend_name == "exact":
+            self._exact.close()
 
     def __enter__(self) -> Searcher:
         return self

@@ -23,7 +23,9 @@ def _encoded(n: int, prefix: str, seed: int, dim: int) -> Encoded:
 def corpus_setup(tmp_path_factory, vocab):
     split = _encoded(40, "img", 1, len(vocab))
     real = _encoded(30, "real", 2, len(vocab))
-    cfg = CompareConfig(sizes=[100], index_threads=1, hnsw=HnswParams(m=8, ef_construction=40, ef_search=32))
+    cfg = CompareConfig(
+        sizes=[100], index_threads=1, hnsw=HnswParams(m=8, ef_construction=40, ef_search=32), systems=SYSTEMS
+    )
     cache = tmp_path_factory.mktemp("cache")
     corpus = Corpus(split, real, 100, cfg, cache)
     return split, real, cfg, cache, corpus
@@ -65,8 +67,8 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
         assert m.num_queries == 20 and 0 < m.peak_rss_bytes < ballast.nbytes
         assert 0 < m.latency_ms_p50 <= m.latency_ms_p95 and m.qps_1thread > 0 and m.qps_2threads > 0
         runs[system] = read_run(run_file)
-    # exactness: Lucene equals the scipy brute force on the same corpus
-    assert runs["sparse-lucene"] == runs["sparse-scipy"]
+    # exactness: Lucene and the exact engine equal the scipy brute force on the same corpus
+    assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"]
     # each query vector is (a pruned copy of) an image in the corpus: it should find that image first
     assert sum(runs["sparse-lucene"][f"q{i}"][0][0] == f"img{i}" for i in range(20)) >= 18
     assert all(runs["dense-faiss-flat"][f"q{i}"][0][0] == f"img{i}" for i in range(20))
@@ -97,7 +99,7 @@ def test_format_and_plot(tmp_path):
     md = subprocess.run([sys.executable, str(tool), str(tmp_path / "compare.json")], capture_output=True, text=True,
                         check=True).stdout  # fmt: skip
     assert "| sparse-lucene | 10,000 | 10.00 | 20.00 | 30.00 | 0.1 |" in md
-    assert "| 10,000 | 5 / 7 | 4.00x | 0.25x | 0.100 | 30.00 vs 30.00 |" in md
+    assert "| 10,000 | 5 / 7 | sparse-lucene | 4.00x | 0.250x | - | 0.100 | - | 30.00 vs 30.00 | 1.000 |" in md
 
 
 def test_run_differences_counts_queries_with_other_ids_order_or_scores():

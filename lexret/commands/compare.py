@@ -32,7 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", default=None, help="encodings and synthetic chunks (default: OUT/cache)")
     p.add_argument("--model", default=None, help="sparse model checkpoint (default: shipped)")
     p.add_argument("--dense-model", default=None, help="dense baseline checkpoint (default: shipped)")
-    p.add_argument("--systems", default="sparse-lucene,sparse-scipy,dense-faiss-flat,dense-faiss-hnsw")
+    p.add_argument(
+        "--systems", default=None,
+        help="comma-separated systems to measure (default: every one but sparse-scipy, the slow brute force "
+        "that sparse-exact replaces as the exact reference)",
+    )  # fmt: skip
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--scale", type=float, default=None, help="quantization scale")
     p.add_argument("--index-threads", type=int, default=2, help="Lucene indexing threads")
@@ -63,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from lexret.errors import LexretError
     from lexret.measure import SYSTEMS
 
-    systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
+    if args.systems is None:
+        systems = CompareConfig().systems
+    else:
+        systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         raise LexretError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")

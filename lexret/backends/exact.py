@@ -1,0 +1,280 @@
+"""Exact sparse search, term at a time, compiled with numba: the only module that imports numba.
+
+The quantized document vectors stored beside an index (``docvectors.npz``) are turned, at load,
+into one posting array per term: document numbers (int32) and integer impacts (uint8, int16 or
+int32, the narrowest that holds them). A query adds ``weight x impact`` of every posting of its
+terms into an integer accumulator over all documents, then one pass over the accumulator keeps
+the top ``k`` in a heap and zeroes it for the next query.
+
+Rank safety: documents are numbered by the string order of their ids, so "score descending, then
+docid ascending" (Lucene's order, and :mod:`lexret.backends.scipy_sparse`'s) is "score descending,
+then document number ascending"; scores are exact integer dot products (int32 accumulator when
+the query's largest possible score fits, int64 otherwise). Only documents sharing a term with the
+query (score > 0) are returned.
+
+Batches of queries are split across threads, each with its own accumulator; the kernels release
+the GIL, so a plain thread pool runs them in parallel. Kernels are cached on disk
+(``cache=True``) and compiled, or loaded from the cache, when a backend is created, so no query
+pays for compilation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from lexret.lucene_ids import string_ranks
+from lexret.types import SparseBatch
+
+log = logging.getLogger(__name__)
+
+INT32_MAX = np.iinfo(np.int32).max
+
+
+# ----- kernels ----------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _build_postings(indptr, indices, values, order, term_ptr, post_docs, post_imps):  # pragma: no cover - jitted
+    """Fill the posting arrays: document number ``d`` is row ``order[d]``; lists come out sorted."""
+    fill = term_ptr[:-1].copy()
+    for d in range(order.size):
+        r = order[d]
+        for p in range(indptr[r], indptr[r + 1]):
+            t = indices[p]
+            pos = fill[t]
+            post_docs[pos] = d
+            post_imps[pos] = values[p]
+            fill[t] = pos + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _worse(s_a, d_a, s_b, d_b):  # pragma: no cover - jitted
+    """Hit a ranks below hit b: lower score, or the same score and a larger document number."""
+    return s_a < s_b or (s_a == s_b and d_a > d_b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_down(hs, hd, i, n):  # pragma: no cover - jitted
+    """Restore the heap (worst hit at the root) below position ``i``."""
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            return
+        if c + 1 < n and _worse(hs[c + 1], hd[c + 1], hs[c], hd[c]):
+            c += 1
+        if _worse(hs[c], hd[c], hs[i], hd[i]):
+            hs[i], hs[c] = hs[c], hs[i]
+            hd[i], hd[c] = hd[c], hd[i]
+            i = c
+        else:
+            return
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_docs, post_imps, acc, k,
+                  out_docs, out_scores, out_counts, out_postings):  # fmt: skip  # pragma: no cover - jitted
+    """Queries ``first, first + step, ...``: accumulate their postings into ``acc``, keep the top ``k``
+    (score descending, document number ascending), leave ``acc`` zeroed."""
+    n_docs = acc.size
+    hs = np.empty(k, dtype=np.int64)
+    hd = np.empty(k, dtype=np.int32)
+    for q in range(first, q_indptr.size - 1, step):
+        touched = 0
+        for p in range(q_indptr[q], q_indptr[q + 1]):
+            t = q_indices[p]
+            w = q_values[p]
+            a = term_ptr[t]
+            b = term_ptr[t + 1]
+            touched += b - a
+            for j in range(a, b):
+                acc[post_docs[j]] += w * post_imps[j]
+        out_postings[q] = touched
+        n = 0
+        if touched > 0:
+            for d in range(n_docs):
+                s = acc[d]
+                if s > 0:
+                    acc[d] = 0
+                    if n < k:  # documents come in ascending order: a new hit loses every tie
+                        i = n
+                        hs[i] = s
+                        hd[i] = d
+                        n += 1
+                        while i > 0:  # sift up
+                            parent = (i - 1) // 2
+                            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
+                                hs[i], hs[parent] = hs[parent], hs[i]
+                                hd[i], hd[parent] = hd[parent], hd[i]
+                                i = parent
+                            else:
+                                break
+                    elif s > hs[0]:
+                        hs[0] = s
+                        hd[0] = d
+                        _sift_down(hs, hd, 0, n)
+        out_counts[q] = n
+        m = n
+        while m > 0:  # pop the worst first: the output fills from the back
+            m -= 1
+            out_scores[q, m] = hs[0]
+            out_docs[q, m] = hd[0]
+            hs[0] = hs[m]
+            hd[0] = hd[m]
+            _sift_down(hs, hd, 0, m)
+
+
+# ----- backend ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchStats:
+    """Work done by the last :meth:`ExactBackend.search` call."""
+
+    queries: int = 0
+    postings: int = 0  # postings added into the accumulator, all queries together
+
+    @property
+    def postings_per_query(self) -> float:
+        return self.postings / self.queries if self.queries else 0.0
+
+
+def _impact_dtype(max_value: int) -> type:
+    for dt in (np.uint8, np.int16, np.int32):
+        if max_value <= np.iinfo(dt).max:
+            return dt
+    raise ValueError(f"impacts up to {max_value} do not fit in int32")
+
+
+class ExactBackend:
+    """Exact term-at-a-time search over integer document vectors held in memory.
+
+    ``threads`` is the default number of threads a batch is split across.
+    """
+
+    def __init__(self, docids: Sequence[str], docs: SparseBatch, *, threads: int = 1) -> None:
+        if len(docids) != len(docs):
+            raise ValueError(f"{len(docids)} ids for {len(docs)} documents")
+        if not docs.is_integer:
+            raise ValueError("the exact backend needs quantized (integer) document vectors")
+        if docs.nnz and docs.values.min() < 1:
+            raise ValueError("document impacts must be positive integers")
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        t0 = time.perf_counter()
+        self.docids = list(docids)
+        self.dim = docs.dim
+        self.threads = threads
+        ranks = string_ranks(self.docids)
+        order = np.empty(len(ranks), dtype=np.int64)
+        order[ranks] = np.arange(len(ranks))
+        self._order = order  # document number -> position in ``docids``
+        df = np.bincount(docs.indices, minlength=docs.dim)
+        self.term_ptr = np.zeros(docs.dim + 1, dtype=np.int64)
+        np.cumsum(df, out=self.term_ptr[1:])
+        max_impact = int(docs.values.max()) if docs.nnz else 1
+        self.post_docs = np.empty(docs.nnz, dtype=np.int32)
+        self.post_imps = np.empty(docs.nnz, dtype=_impact_dtype(max_impact))
+        _build_postings(docs.indptr, docs.indices, docs.values, order, self.term_ptr, self.post_docs, self.post_imps)
+        # the largest impact of each term bounds a query's score: it picks the accumulator's width
+        self._term_max = np.zeros(docs.dim, dtype=np.int64)
+        if docs.nnz:
+            np.maximum.at(self._term_max, docs.indices, docs.values)
+        self._accs: dict[tuple[type, int], np.ndarray] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self.last_stats = SearchStats()
+        self._warm_up()
+        log.info("exact backend: %d documents, %d postings, ready in %.1fs", len(docs), docs.nnz,
+                 time.perf_counter() - t0)  # fmt: skip
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.docids)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the posting arrays."""
+        return self.post_docs.nbytes + self.post_imps.nbytes + self.term_ptr.nbytes
+
+    def _warm_up(self) -> None:
+        """Compile the search kernels (or load them from numba's cache) before the first query."""
+        empty = SparseBatch.empty(1, self.dim, np.int32)
+        for acc_type in (np.int32, np.int64):
+            self._run(empty, 1, 1, acc_type)
+
+    def _acc(self, acc_type: type, slot: int) -> np.ndarray:
+        key = (acc_type, slot)
+        if key not in self._accs:
+            self._accs[key] = np.zeros(self.num_docs, dtype=acc_type)
+        return self._accs[key]
+
+    def _run(self, queries: SparseBatch, k: int, threads: int, acc_type: type):
+        nq = len(queries)
+        kk = max(1, min(k, self.num_docs))
+        docs = np.zeros((nq, kk), dtype=np.int32)  # past counts[i]: 0, a valid row to map
+        scores = np.empty((nq, kk), dtype=np.int64)
+        counts = np.zeros(nq, dtype=np.int64)
+        postings = np.zeros(nq, dtype=np.int64)
+        q_values = queries.values.astype(np.int64)
+        threads = max(1, min(threads, nq))
+
+        def part(first: int) -> None:
+            _search_range(queries.indptr, queries.indices, q_values, first, threads, self.term_ptr, self.post_docs,
+                          self.post_imps, self._acc(acc_type, first), kk, docs, scores, counts, postings)  # fmt: skip
+
+        if threads == 1:
+            part(0)
+        else:
+            if self._pool is None or self._pool._max_workers < threads:
+                if self._pool is not None:
+                    self._pool.shutdown()
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lexret-exact")
+            for f in [self._pool.submit(part, i) for i in range(threads)]:
+                f.result()
+        return docs, scores, counts, postings
+
+    def search_arrays(
+        self, queries: SparseBatch, k: int, *, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``k`` per query as arrays: ``(rows, scores, counts)``; row ``i`` holds ``counts[i]``
+        hits, ``rows`` are positions in ``docids``."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if queries.dim != self.dim:
+            raise ValueError(f"query dim {queries.dim} != document dim {self.dim}")
+        if not queries.is_integer:
+            raise ValueError("the exact backend needs quantized (integer) query weights")
+        if queries.nnz and queries.values.min() < 0:
+            raise ValueError("query weights must not be negative")
+        bound = np.bincount(
+            np.repeat(np.arange(len(queries)), queries.terms_per_row()),
+            weights=queries.values.astype(np.float64) * self._term_max[queries.indices], minlength=len(queries),
+        )  # fmt: skip
+        acc_type = np.int32 if not bound.size or bound.max() <= INT32_MAX else np.int64
+        docs, scores, counts, postings = self._run(queries, k, threads or self.threads, acc_type)
+        self.last_stats = SearchStats(len(queries), int(postings.sum()))
+        return self._order[docs], scores, counts
+
+    def search(
+        self, qids: Sequence[str], queries: SparseBatch, k: int, *, threads: int | None = None
+    ) -> dict[str, list[tuple[str, float]]]:
+        """``{qid: [(docid, score), ...]}``, best first (score descending, docid ascending)."""
+        if len(qids) != len(queries):
+            raise ValueError("qids and queries differ in length")
+        rows, scores, counts = self.search_arrays(queries, k, threads=threads)
+        ids = self.docids
+        return {
+            qid: [(ids[r], float(s)) for r, s in zip(rows[i, : counts[i]].tolist(), scores[i, : counts[i]].tolist())]
+            for i, qid in enumerate(qids)
+        }
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
