@@ -400,7 +400,7 @@ def check_against_exact(records: dict[str, dict[str, Any]], runs: dict[str, Run]
     if ref is not None:
         sparse = [s for s in runs if s.startswith("sparse")]
         if docvectors.is_file() and any(s not in EXACT_SPARSE for s in sparse):
-            scorer = ExactPairScorer(docvectors, records[ref], queries, qids)
+            scorer = ExactPairScorer(docvectors, queries, qids)
         else:
             scorer = None
         for system in sparse:
@@ -443,7 +443,7 @@ class ExactPairScorer:
     """Exact scores of (query, document) pairs from the quantized vectors stored with the index, for
     systems whose own scores may be approximate."""
 
-    def __init__(self, docvectors: Path, ref_record: dict[str, Any], queries: SparseBatch, qids: list[str]) -> None:
+    def __init__(self, docvectors: Path, queries: SparseBatch, qids: list[str]) -> None:
         from lexret.index_meta import read_meta
         from lexret.quantize import Quantizer
 
@@ -543,18 +543,21 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> None:
     ]
     for name, x, y, xl, yl, logy in figs:
         fig, ax = plt.subplots(figsize=(6, 4))
+        plotted = False
         for s in systems:
             rs = sorted((r for r in records if r["system"] == s and r.get(x) is not None and r.get(y) is not None),
                         key=lambda r: r["corpus_size"])  # fmt: skip
             if rs:
                 ax.plot([r[x] for r in rs], [r[y] for r in rs], marker="o", label=s)
+                plotted = True
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if plotted:
+            ax.legend()
         fig.tight_layout()
         fig.savefig(out_dir / name, dpi=120)
         plt.close(fig)

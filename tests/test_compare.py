@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from lexret.backends.dense import HnswParams
-from lexret.compare import CompareConfig, Corpus, Encoded, build_systems, format_records, plot
+from lexret.compare import (
+    CompareConfig,
+    Corpus,
+    Encoded,
+    build_systems,
+    check_against_exact,
+    format_records,
+    plot,
+    postings_per_query,
+)
 from lexret.measure import SYSTEMS, measure_in_subprocess
 from lexret.synthetic import zipf_batch
 from lexret.trec import read_run
@@ -67,8 +76,22 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
         assert m.num_queries == 20 and 0 < m.peak_rss_bytes < ballast.nbytes
         assert 0 < m.latency_ms_p50 <= m.latency_ms_p95 and m.qps_1thread > 0 and m.qps_2threads > 0
         runs[system] = read_run(run_file)
+        # the exact engine counts the postings it adds: every posting of the query's lists
+        if system == "sparse-exact":
+            want = postings_per_query(built[system]["artifact"] / "docvectors.npz", queries)
+            assert m.postings_per_query == pytest.approx(want) and want > 0
+        else:
+            assert m.postings_per_query is None
     # exactness: Lucene and the exact engine equal the scipy brute force on the same corpus
     assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"]
+    records = {s: {} for s in SYSTEMS}
+    queries_f = split.sparse.slice(0, 20).top_k(8)
+    check_against_exact(records, runs, built["sparse-lucene"]["artifact"] / "docvectors.npz",
+                        [f"q{i}" for i in range(20)], queries_f, 140)  # fmt: skip
+    assert all(records[s]["overlap@10_vs_exact"] == 1.0 for s in SYSTEMS if s != "dense-faiss-hnsw")
+    assert records["sparse-lucene"]["queries_differing_from_exact"] == 0
+    assert records["sparse-lucene"]["exact_reference"] == "sparse-exact"
+    assert 0.5 <= records["dense-faiss-hnsw"]["overlap@10_vs_exact"] <= 1.0
     # each query vector is (a pruned copy of) an image in the corpus: it should find that image first
     assert sum(runs["sparse-lucene"][f"q{i}"][0][0] == f"img{i}" for i in range(20)) >= 18
     assert all(runs["dense-faiss-flat"][f"q{i}"][0][0] == f"img{i}" for i in range(20))
@@ -83,11 +106,14 @@ def test_format_and_plot(tmp_path):
                 "index_bytes": size * (10 if system.startswith("sparse") else 100), "build_s": 1.0,
                 "peak_rss_bytes": 1e8, "latency_ms_mean": lat, "latency_ms_p50": lat, "latency_ms_p95": lat,
                 "qps_1thread": 1000 / lat, "qps_2threads": 2000 / lat, "query_encode_ms": 3.0,
+                "overlap@10_vs_exact": 1.0,
+                **({"postings_per_query": size * 0.05} if system.startswith("sparse") else {}),
             })  # fmt: skip
     text = format_records(recs)
     assert "throughput (1 thread) 4.00x" in text and "index bytes 0.100x" in text
     plot(recs, tmp_path)
-    for name in ("latency_vs_size.png", "index_size_vs_size.png", "recall_vs_latency.png"):
+    for name in ("latency_vs_size.png", "index_size_vs_size.png", "recall_vs_latency.png", "qps_vs_size.png",
+                 "postings_vs_size.png", "overlap_vs_qps.png"):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 1000
     (tmp_path / "compare.json").write_text(json.dumps([{**r, "distractors_real": 5, "distractors_synthetic": 7}
                                                        for r in recs]))  # fmt: skip
@@ -122,3 +148,37 @@ def test_postings_per_query(tmp_path):
     # df = [2, 0, 3, 1]: query 0 -> 2 + 3, queries 1 and 3 (empty) -> 0, query 2 -> 0 + 1
     assert postings_per_query(tmp_path / "dv.npz", q) == pytest.approx((5 + 0 + 1 + 0) / 4)
     assert postings_per_query(tmp_path / "missing.npz", q) is None
+
+
+def test_overlap_counts_ties_at_the_cut_off_as_hits():
+    from lexret.compare import overlap_at
+
+    exact = {"q1": [("a", 9.0), ("b", 5.0), ("c", 5.0)], "q2": [("x", 4.0)], "q3": []}
+    scores = {("q1", "a"): 9.0, ("q1", "b"): 5.0, ("q1", "c"): 5.0, ("q1", "d"): 5.0, ("q1", "e"): 1.0,
+              ("q2", "x"): 4.0, ("q2", "y"): 2.0}  # fmt: skip
+
+    def rescore(qid, hits):
+        return [(d, scores[(qid, d)]) for d, _ in hits]
+
+    # q1 at n=2: "d" ties the exact 2nd score (5) and counts; q2: one hit, the exact one; q3 is skipped
+    run = {"q1": [("a", 0.0), ("d", 0.0), ("b", 0.0)], "q2": [("x", 0.0)], "q3": [("zz", 0.0)]}
+    assert overlap_at(run, exact, rescore, n=2) == pytest.approx((2 / 2 + 1 / 1) / 2)
+    worse = {"q1": [("e", 0.0), ("a", 0.0)], "q2": [("y", 0.0)]}
+    assert overlap_at(worse, exact, rescore, n=2) == pytest.approx((1 / 2 + 0 / 1) / 2)
+    assert overlap_at({}, exact, rescore, n=3) == 0.0  # a missing query scores nothing
+    # with the system's own scores (exact systems): identical runs overlap fully
+    assert overlap_at(exact, exact, lambda q, hits: hits) == 1.0
+
+
+def test_exact_pair_scorer_recomputes_scores_from_the_stored_vectors(small_index, small_queries, vocab):
+    from lexret.backends.scipy_sparse import ScipySparseBackend
+    from lexret.compare import ExactPairScorer
+    from lexret.quantize import Quantizer
+
+    qids, queries = small_queries
+    quant = Quantizer(small_index.meta["quantization"]["scale"])
+    want = ScipySparseBackend(small_index.ids, quant(small_index.docs)).search(qids, quant(queries), 15)
+    scorer = ExactPairScorer(small_index.path / "docvectors.npz", queries, qids)
+    for qid, hits in want.items():
+        zeroed = [(d, 0.0) for d, _ in hits[::-1]]
+        assert scorer.rescore(qid, zeroed) == hits[::-1]
