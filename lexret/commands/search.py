@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", required=True, help="query vector file (JSONL or .npz)")
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--out", required=True, help="TREC run file to write")
-    p.add_argument("--backend", choices=("lucene", "scipy"), default="lucene", help="lucene, or exact brute force")
+    p.add_argument(
+        "--backend", choices=("lucene", "scipy", "seismic"), default="lucene",
+        help="lucene; scipy: exact brute force; seismic: approximate (an index built with --engine seismic)",
+    )  # fmt: skip
+    add_seismic_search_flags(p)
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -37,7 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def add_seismic_search_flags(p: argparse.ArgumentParser) -> None:
+    from lexret.backends.seismic import SeismicSearchParams
+
+    d = SeismicSearchParams()
+    g = p.add_argument_group("Seismic search (--backend seismic; defaults chosen in docs/seismic.md)")
+    g.add_argument("--query-cut", type=int, default=d.query_cut, help="heaviest query terms used")
+    g.add_argument("--heap-factor", type=float, default=d.heap_factor,
+                   help="skip a block whose bound is below the k-th score / this (0-1]; 1: most accurate")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    from lexret.backends.seismic import SeismicSearchParams
     from lexret.errors import LexretError
     from lexret.index_meta import QuerySpec
     from lexret.searcher import Searcher
@@ -58,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
-    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap) as searcher:
+    seismic = SeismicSearchParams(query_cut=args.query_cut, heap_factor=args.heap_factor)
+    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, seismic=seismic) as searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
