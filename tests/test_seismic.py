@@ -59,8 +59,11 @@ def generated(n: int, terms_per_row: int, vocab: Vocabulary, seed: int) -> Spars
 
 @pytest.fixture(scope="module")
 def collection(vocab: Vocabulary):
-    return synthetic_ids(N_DOCS, "d"), generated(N_DOCS, 40, vocab, 5), synthetic_ids(N_QUERIES, "q"), generated(
-        N_QUERIES, 20, vocab, 6
+    return (
+        synthetic_ids(N_DOCS, "d"),
+        generated(N_DOCS, 40, vocab, 5),
+        synthetic_ids(N_QUERIES, "q"),
+        generated(N_QUERIES, 20, vocab, 6),
     )
 
 
