@@ -3,8 +3,8 @@
 Seismic (Bruch, Nardini, Rulli, Venturini; SIGIR 2024) keeps, per term, the ``n_postings``-ish
 heaviest postings, groups each list into blocks by clustering its documents, and stores per block
 a summary vector (the coordinate-wise maximum, cut to ``summary_energy`` of its mass). A query
-visits only its ``query_cut`` heaviest terms and skips every block whose summary score cannot beat
-the current ``k``-th score divided by ``heap_factor``; the documents of the blocks it visits are
+visits only its ``query_cut`` heaviest terms and skips every block whose summary score is below
+``heap_factor`` times the current ``k``-th score; the documents of the blocks it visits are
 scored exactly from a forward index. Documents are given to Seismic by row number (the component
 ids are lexret's vocabulary ids), so the index holds no id strings; lexret maps rows back through
 ``docids.txt``.
@@ -71,8 +71,9 @@ class SeismicBuildParams:
 @dataclass(frozen=True)
 class SeismicSearchParams:
     """How Seismic searches: the ``query_cut`` heaviest query terms are used; a block is skipped
-    when its summary score is below the current ``k``-th score / ``heap_factor`` (1 skips the
-    least, smaller values skip more)."""
+    when its summary score is below ``heap_factor`` times the current ``k``-th score. Summaries
+    are lossy (not upper bounds), so even 1 skips blocks that hold top documents; smaller values
+    skip fewer blocks: more accurate, slower."""
 
     query_cut: int = 10
     heap_factor: float = 0.8

@@ -48,7 +48,8 @@ def add_seismic_search_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Seismic search (--backend seismic; defaults chosen in docs/seismic.md)")
     g.add_argument("--query-cut", type=int, default=d.query_cut, help="heaviest query terms used")
     g.add_argument("--heap-factor", type=float, default=d.heap_factor,
-                   help="skip a block whose bound is below the k-th score / this (0-1]; 1: most accurate")  # fmt: skip
+                   help="skip a block whose summary scores below this x the k-th score, in (0, 1]; smaller: "
+                   "more accurate, slower")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
