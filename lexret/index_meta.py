@@ -1,9 +1,9 @@
-"""The self-describing index folder: ``lexret.json`` beside the Lucene files.
+"""The self-describing index folder: ``lexret.json`` beside the engine's files.
 
-It records what built the index (model id, vocabulary hash, quantization), what it holds (counts,
-modality, empty documents) and the size of every Lucene file, so that a search can refuse an index
-built for another model, scale or vocabulary, and notice a damaged one, with a message that says
-what to rebuild.
+It records what built the index (model id, vocabulary hash, quantization, the engine and its
+build parameters), what it holds (counts, modality, empty documents) and the size of every engine
+file, so that a search can refuse an index built for another model, scale or vocabulary, or by
+another engine, and notice a damaged one, with a message that says what to rebuild.
 """
 
 from __future__ import annotations
@@ -22,6 +22,21 @@ UNKNOWN_MODEL = "unknown"  # recorded when vectors came without a model id: not 
 FORMAT = "lexret-index/2"
 # Files lexret writes beside Lucene's; not part of the Lucene index proper.
 SIDE_FILES = (META_FILE, "docids.txt", "docvectors.npz", "build.log")
+# The engines an index folder can hold (``engine`` in lexret.json; folders without it are Lucene's).
+ENGINES = ("lucene", "seismic")
+DEFAULT_ENGINE = "lucene"
+
+
+def engine_of(meta: dict[str, Any]) -> str:
+    """The engine whose files the folder holds."""
+    return str(meta.get("engine", DEFAULT_ENGINE))
+
+
+def rebuild_command(meta: dict[str, Any] | None, index_dir: str | Path) -> str:
+    """The command that rebuilds ``index_dir`` with the folder's engine."""
+    engine = engine_of(meta) if isinstance(meta, dict) else DEFAULT_ENGINE
+    flag = "" if engine == DEFAULT_ENGINE else f" --engine {engine}"
+    return f"`lexret index{flag} --out {index_dir}`"
 
 
 def lucene_files(index_dir: Path) -> dict[str, int]:
@@ -54,22 +69,32 @@ def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, 
         meta = json.loads(mp.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise IndexIntegrityError(f"{mp} is unreadable ({e}); rebuild the index with `lexret index`") from None
-    required = ("format", "model_id", "vocab_hash", "quantization", "num_docs", "files", "lucene_ids")
+    required = ("format", "model_id", "vocab_hash", "quantization", "num_docs", "files")
     if not isinstance(meta, dict) or any(k not in meta for k in required):
         raise IndexIntegrityError(f"{mp} lacks required fields {required}; rebuild the index with `lexret index`")
+    rebuild = rebuild_command(meta, d)
     if meta["format"] != FORMAT:
         raise IndexIntegrityError(
-            f"{d} has index format {meta['format']!r}, this lexret reads {FORMAT!r}; rebuild with `lexret index`"
+            f"{d} has index format {meta['format']!r}, this lexret reads {FORMAT!r}; rebuild it with {rebuild}"
         )
+    engine = engine_of(meta)
+    if engine not in ENGINES:
+        raise IndexIntegrityError(
+            f"{d} holds an index of engine {engine!r}, this lexret knows {', '.join(ENGINES)}; rebuild it with "
+            "`lexret index --engine ENGINE`"
+        )
+    if engine == "lucene" and "lucene_ids" not in meta:
+        raise IndexIntegrityError(f"{mp} lacks the field lucene_ids; rebuild the index with {rebuild}")
     if verify_files:
         present = lucene_files(d)
+        what = "Lucene" if engine == "lucene" else engine.capitalize()
         for name, size in meta["files"].items():
             if name not in present:
-                raise IndexIntegrityError(f"Lucene file {name} is missing from {d}; rebuild it with `lexret index`")
+                raise IndexIntegrityError(f"{what} file {name} is missing from {d}; rebuild it with {rebuild}")
             if present[name] != size:
                 raise IndexIntegrityError(
-                    f"Lucene file {name} in {d} has {present[name]} bytes, {size} when built (truncated or "
-                    "altered); rebuild it with `lexret index`"
+                    f"{what} file {name} in {d} has {present[name]} bytes, {size} when built (truncated or "
+                    f"altered); rebuild it with {rebuild}"
                 )
     return meta
 

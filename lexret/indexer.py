@@ -1,8 +1,10 @@
-"""Build a Lucene impact index from sparse vectors.
+"""Build an impact index (Lucene's, or Seismic's approximate one) from sparse vectors.
 
 Sparse batches are quantized, written as JsonVectorCollection shards (one file per indexing
 thread at least), indexed by pyserini with ``--impact --pretokenized``, and described by
-``lexret.json``. Everything happens in a temporary folder beside the target, renamed into place at
+``lexret.json``. With ``engine="seismic"`` the same quantized vectors are indexed by Seismic
+(:mod:`lexret.backends.seismic`) instead, with the same metadata, ``docids.txt`` and stored vectors.
+Everything happens in a temporary folder beside the target, renamed into place at
 the end: an interrupted build leaves no index under the final name, and a rebuild of an existing
 name replaces the old index only once the new one is complete.
 """
@@ -19,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lexret import __version__
+from lexret.backends.seismic import SeismicBuildParams
 from lexret.errors import InputError, LexretError
-from lexret.index_meta import FORMAT, META_FILE, UNKNOWN_MODEL, lucene_files, write_meta
+from lexret.index_meta import DEFAULT_ENGINE, ENGINES, FORMAT, META_FILE, UNKNOWN_MODEL, lucene_files, write_meta
 from lexret.lucene_ids import SCHEME, encode, string_ranks, width_for
 from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE, Quantizer
 from lexret.reorder import REORDER_METHODS, reorder
@@ -55,10 +58,17 @@ class IndexConfig:
     # does not pay for itself with Lucene's codec (docs/compare.md), so it is not the default.
     reorder: str = "none"
     reorder_window: int = 2**17
+    # "lucene" (exact impact search through Pyserini) or "seismic" (approximate, lexret.backends.seismic)
+    engine: str = DEFAULT_ENGINE
+    seismic: SeismicBuildParams = field(default_factory=SeismicBuildParams)  # used by engine="seismic" only
 
     def __post_init__(self) -> None:
         if self.reorder not in REORDER_METHODS:
             raise LexretError(f"unknown reorder method {self.reorder!r}; use one of {', '.join(REORDER_METHODS)}")
+        if self.engine not in ENGINES:
+            raise LexretError(f"unknown index engine {self.engine!r}; use one of {', '.join(ENGINES)}")
+        if self.engine == "seismic" and self.reorder != "none":
+            raise LexretError("--reorder orders Lucene's documents; Seismic clusters its own: drop --reorder")
         if self.reorder_window < 1:
             raise LexretError("reorder_window must be at least 1")
 
@@ -104,6 +114,8 @@ class Indexer:
             raise LexretError(f"{out} exists and is not a lexret index; choose another --out or remove it")
         out.parent.mkdir(parents=True, exist_ok=True)
         work = out.parent / f".{out.name}.building-{uuid.uuid4().hex[:8]}"
+        if cfg.engine == "seismic":
+            return self._build_seismic(chunks, out, work, info, total, extra_meta)
         coll = work / "collection"
         idx_dir = work / "index"
         coll.mkdir(parents=True)
@@ -221,6 +233,99 @@ class Indexer:
                 bar.update(len(ids))
         return {"n": n, "nnz": nnz, "impact_sum": impact_sum, "empty": empty, "docids": docids, "parts": parts}
 
+    def _build_seismic(
+        self,
+        chunks: Iterable[tuple[list[str], SparseBatch]],
+        out: Path,
+        work: Path,
+        info: IndexInfo,
+        total: int | None,
+        extra_meta: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Seismic's index of the quantized vectors, built in ``work`` and swapped into ``out``."""
+        from lexret.backends.seismic import INDEX_FILE, build_seismic_index
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        idx_dir = work / "index"
+        idx_dir.mkdir(parents=True)
+        try:
+            stats = self._quantize_all(chunks, total)
+            docs, docids, empty = stats["docs"], stats["docids"], stats["empty"]
+            if len(docids) == 0:
+                raise InputError("no documents to index")
+            _warn_empty(empty)
+            t_write = time.perf_counter() - t0
+            log.info("indexing %d documents with Seismic (%d threads)...", len(docids), cfg.threads)
+            build_seismic_index(docs, idx_dir / INDEX_FILE, cfg.seismic, threads=cfg.threads)
+            files = lucene_files(idx_dir)  # the engine's files: everything but lexret's own
+            (idx_dir / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
+            if cfg.store_vectors:
+                np.savez(idx_dir / "docvectors.npz", indptr=docs.indptr, indices=docs.indices, values=docs.values)
+            meta = self._meta(info, stats, cfg, t0, t_write, files, extra_meta)
+            meta.update({"backend": "seismic", "engine": "seismic", "seismic": asdict(cfg.seismic)})
+            write_meta(idx_dir, meta)
+            _swap_into_place(idx_dir, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("index %s (seismic): %d docs, %.1f MB, %.1fs", out, meta["num_docs"], meta["index_bytes"] / 1e6,
+                 meta["build_seconds"])  # fmt: skip
+        return meta
+
+    def _meta(self, info: IndexInfo, stats: dict[str, Any], cfg: IndexConfig, t0: float, t_write: float,
+              files: dict[str, int], extra_meta: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+        n = len(stats["docids"])
+        return {
+            "format": FORMAT,
+            "lexret_version": __version__,
+            "model_id": info.model_id,
+            "modality": info.modality,
+            "source": info.source,
+            "vocab_hash": self.vocab.hash,
+            "vocab_size": len(self.vocab),
+            "quantization": self.quantizer.to_dict(),
+            "num_docs": n,
+            "num_postings": stats["nnz"],
+            "impact_sum": stats["impact_sum"],
+            "avg_doc_terms": stats["nnz"] / n,
+            "empty_docs": stats["empty"],
+            "build_seconds": round(time.perf_counter() - t0, 3),
+            "write_seconds": round(t_write, 3),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": asdict(cfg),
+            "files": files,
+            "index_bytes": sum(files.values()),
+            "has_docvectors": cfg.store_vectors,
+            **(extra_meta or {}),
+        }
+
+    def _quantize_all(self, chunks: Iterable[tuple[list[str], SparseBatch]], total: int | None) -> dict[str, Any]:
+        """Every document quantized, in input order, with the same checks as the Lucene build."""
+        seen: set[str] = set()
+        empty: list[str] = []
+        docids: list[str] = []
+        parts: list[SparseBatch] = []
+        with tqdm(total=total, desc="quantize", unit="doc", disable=None) as bar:
+            for ids, batch, _ in self._windows(chunks):
+                q = self.quantizer(batch)
+                for i, docid in enumerate(ids):
+                    if docid in seen:
+                        raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
+                    seen.add(docid)
+                    if q.indptr[i] == q.indptr[i + 1]:
+                        empty.append(docid)
+                docids.extend(ids)
+                parts.append(q)
+                bar.update(len(ids))
+        docs = SparseBatch.concat(parts) if parts else SparseBatch.empty(0, len(self.vocab), np.int32)
+        return {
+            "docs": docs,
+            "docids": docids,
+            "empty": empty,
+            "nnz": docs.nnz,
+            "impact_sum": int(docs.values.sum(dtype=np.int64)),
+        }
+
     def _windows(
         self, chunks: Iterable[tuple[list[str], SparseBatch]]
     ) -> Iterator[tuple[list[str], SparseBatch, np.ndarray]]:
@@ -264,6 +369,17 @@ class Indexer:
                     buf_ids, buf, size = [], [], 0
         if size:
             yield flush()
+
+
+def _warn_empty(empty: list[str]) -> None:
+    if empty:
+        log.warning(
+            "%d document(s) have no positive term weight and cannot be matched by any query "
+            "(listed under empty_docs in %s): %s",
+            len(empty),
+            META_FILE,
+            ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""),
+        )
 
 
 def _write_short_ids(coll: Path, ranks: np.ndarray, width: int) -> None:

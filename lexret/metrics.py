@@ -84,3 +84,29 @@ def format_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str]
             cells.append(("-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)).rjust(10))
         lines.append(name.ljust(width) + "".join(cells))
     return "\n".join(lines)
+
+
+def overlap_at_k(
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    exact: Mapping[str, Sequence[tuple[str, float]]],
+    k: int = 10,
+    exact_score: Mapping[str, Mapping[str, float]] | None = None,
+) -> float:
+    """Tie-aware overlap of an approximate run's top ``k`` with the exact top ``k``, in [0, 1].
+
+    Per query: the share of the run's top ``k`` whose exact score reaches the exact ``k``-th score
+    (a document tied with the exact ``k``-th is as right as the one the exact ranking kept), over
+    ``min(k, len(exact list))``; averaged over the exact run's queries that have hits. The exact
+    score of a hit is ``exact_score[qid][docid]`` where given (documents absent score 0), else the
+    run's own score (for engines that score the documents they find exactly)."""
+    vals = []
+    for qid, want in exact.items():
+        want = list(want)[:k]
+        if not want:
+            continue
+        kth = want[-1][1]
+        got = list(run.get(qid, ()))[:k]
+        scores = exact_score.get(qid, {}) if exact_score is not None else None
+        right = sum((scores.get(d, 0.0) if scores is not None else s) >= kth for d, s in got)
+        vals.append(min(right, len(want)) / len(want))
+    return sum(vals) / len(vals) if vals else 0.0

@@ -16,8 +16,9 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from lexret.errors import IndexIntegrityError, LexretError
-from lexret.index_meta import QuerySpec, check_compatible, read_meta
+from lexret.backends.seismic import SeismicSearchParams
+from lexret.errors import IndexIntegrityError, IndexMismatchError, LexretError
+from lexret.index_meta import QuerySpec, check_compatible, engine_of, read_meta
 from lexret.quantize import Quantizer
 from lexret.trec import Run
 from lexret.types import SparseBatch
@@ -25,14 +26,19 @@ from lexret.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["lucene", "exact", "scipy"]
-BACKENDS: tuple[str, ...] = ("lucene", "exact", "scipy")
+Backend = Literal["lucene", "exact", "scipy", "seismic"]
+BACKENDS: tuple[str, ...] = ("lucene", "exact", "scipy", "seismic")
+# The engine whose files a backend searches; None: any folder that stores its vectors.
+_ENGINE_OF_BACKEND = {"lucene": "lucene", "seismic": "seismic", "exact": None, "scipy": None}
 DEFAULT_CHUNK = 1000
 
 
 class Searcher:
     """Batch search over a lexret index folder: Lucene, the exact term-at-a-time engine over the stored
-    vectors (``exact``, numba) or the scipy brute force (``scipy``, the slow reference)."""
+    vectors (``exact``, numba), Seismic (approximate) or the scipy brute force (``scipy``, the slow reference).
+
+    The backend must match the folder's engine (``lucene`` searches a Lucene folder, ``seismic`` a
+    Seismic one); ``exact`` and ``scipy`` search any folder that stores its vectors."""
 
     def __init__(
         self,
@@ -42,6 +48,7 @@ class Searcher:
         expect: QuerySpec | None = None,
         backend: Backend = "lucene",
         heap: str | None = None,
+        seismic: SeismicSearchParams | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.meta: dict[str, Any] = read_meta(self.index_dir)
@@ -52,6 +59,8 @@ class Searcher:
         self.vocab = vocab
         self.queries_quantized = spec.scale is not None
         self.backend_name = backend
+        self.seismic_params = seismic or SeismicSearchParams()
+        self._check_engine(backend)
         if backend == "lucene":
             from lexret.backends.lucene import LuceneImpactBackend
 
@@ -74,7 +83,27 @@ class Searcher:
             ids, docs = self.load_docvectors()
             self._exact = ExactBackend(ids, docs)
         else:
+            from lexret.backends.seismic import INDEX_FILE, SeismicBackend
+
+            self._seismic = SeismicBackend(self.index_dir / INDEX_FILE, self.load_docids(), len(vocab))
+            if self._seismic.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])):
+                raise IndexIntegrityError(
+                    f"Seismic holds {self._seismic.num_docs} documents, lexret.json says {self.meta['num_docs']} "
+                    f"(of which {len(self.meta.get('empty_docs', []))} empty); rebuild the index with "
+                    f"`lexret index --engine seismic --out {self.index_dir}`"
+                )
+
+    def _check_engine(self, backend: str) -> None:
+        """Refuse a backend that cannot search the folder's engine, naming what can."""
+        if backend not in BACKENDS:
             raise LexretError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        engine, wanted = engine_of(self.meta), _ENGINE_OF_BACKEND[backend]
+        if wanted is not None and engine != wanted:
+            raise IndexMismatchError(
+                f"index {self.index_dir} was built by {engine}, the {backend} backend searches {wanted} indexes: "
+                f"search it with --backend {engine} (or scipy, exact), or rebuild it with "
+                f"`lexret index --engine {wanted} --out {self.index_dir}`"
+            )
 
     def load_docids(self) -> list[str]:
         """The documents' ids in the order they were given to the indexer (``docids.txt``)."""
@@ -174,6 +203,8 @@ class Searcher:
                     yield self._lucene.search(chunk_ids, dicts, k, threads=threads)
                 elif self.backend_name == "exact":
                     yield self._exact.search(chunk_ids, chunk, k, threads=threads)
+                elif self.backend_name == "seismic":
+                    yield self._seismic.search(chunk_ids, chunk, k, self.seismic_params, threads=threads)
                 else:
                     yield self._scipy.search(chunk_ids, chunk, k)
                 bar.update(len(chunk_ids))

@@ -1,4 +1,4 @@
-"""``lexret index``: build a Lucene impact index from a vector file."""
+"""``lexret index``: build a Lucene impact index (or Seismic's approximate one) from a vector file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="build a Lucene impact index from sparse vectors")
+    p = sub.add_parser("index", help="build a Lucene (or Seismic) impact index from sparse vectors")
     p.add_argument("--vectors", required=True, help="vector file: JSONL {id, vector: {term: weight}} or .npz")
     p.add_argument("--out", required=True, help="index folder to create (replaced only when the build completes)")
     p.add_argument("--scale", type=float, default=None, help="impact = round(weight * scale); 1 keeps int weights")
@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reorder", choices=("none", "bp"), default="none",
         help="document order: none keeps the input order (default), bp clusters documents that share terms",
     )  # fmt: skip
+    p.add_argument(
+        "--engine", choices=("lucene", "seismic"), default="lucene",
+        help="lucene: exact impact search (default); seismic: approximate, searched with --backend seismic",
+    )  # fmt: skip
+    add_seismic_build_flags(p)
     p.add_argument("--model-id", default=None, help="model that produced the vectors (default: the file's .meta.json)")
     p.add_argument("--modality", default=None, help="what the documents are: image, text, ...")
     p.add_argument("--no-store-vectors", action="store_true", help="do not keep vectors for --backend scipy")
@@ -33,8 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def add_seismic_build_flags(p: argparse.ArgumentParser) -> None:
+    from lexret.backends.seismic import SeismicBuildParams
+
+    d = SeismicBuildParams()
+    g = p.add_argument_group("Seismic build (--engine seismic; defaults chosen in docs/seismic.md)")
+    g.add_argument("--n-postings", type=int, default=d.n_postings, help="postings kept per term on average")
+    g.add_argument("--centroid-fraction", type=float, default=d.centroid_fraction,
+                   help="share of a posting list's documents that become block centroids")  # fmt: skip
+    g.add_argument("--summary-energy", type=float, default=d.summary_energy,
+                   help="share of a block summary's weight mass kept")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from lexret.backends.lucene import resolve_heap
+    from lexret.backends.seismic import SeismicBuildParams
     from lexret.errors import LexretError
     from lexret.index_meta import UNKNOWN_MODEL
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
@@ -44,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--threads and --chunk-size must be at least 1")
-    resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
+    if args.engine == "lucene":
+        resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
     vocab = load_vocabulary(args.vocab)
     src_meta = read_meta(args.vectors)
     if src_meta.get("vocab_hash") not in (None, vocab.hash):
@@ -59,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         heap=args.heap,
         store_vectors=not args.no_store_vectors,
         reorder=args.reorder,
+        engine=args.engine,
+        seismic=SeismicBuildParams(
+            n_postings=args.n_postings, centroid_fraction=args.centroid_fraction, summary_energy=args.summary_energy
+        ),
     )
     info = IndexInfo(
         model_id=args.model_id or src_meta.get("model_id", UNKNOWN_MODEL),

@@ -8,7 +8,7 @@ import os
 
 from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
 
-BACKENDS = ("lucene", "exact", "scipy")  # lexret.searcher.BACKENDS, kept here so --help imports nothing heavy
+BACKENDS = ("lucene", "exact", "scipy", "seismic")  # lexret.searcher.BACKENDS (--help imports no numba)
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="TREC run file to write")
     p.add_argument(
         "--backend", choices=BACKENDS, default="lucene",
-        help="lucene; exact (term-at-a-time over the stored vectors, numba: same results, faster); "
-        "scipy (brute force, the slow reference)",
+        help="lucene; exact (term-at-a-time over the stored vectors, numba: same results as lucene, faster); "
+        "scipy (brute force, the slow reference); seismic: approximate (an index built with --engine seismic)",
     )  # fmt: skip
+    add_seismic_search_flags(p)
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -43,7 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def add_seismic_search_flags(p: argparse.ArgumentParser) -> None:
+    from lexret.backends.seismic import SeismicSearchParams
+
+    d = SeismicSearchParams()
+    g = p.add_argument_group("Seismic search (--backend seismic; defaults chosen in docs/seismic.md)")
+    g.add_argument("--query-cut", type=int, default=d.query_cut, help="heaviest query terms used")
+    g.add_argument("--heap-factor", type=float, default=d.heap_factor,
+                   help="skip a block whose summary scores below this x the k-th score, in (0, 1]; smaller: "
+                   "more accurate, slower")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    from lexret.backends.seismic import SeismicSearchParams
     from lexret.errors import LexretError
     from lexret.index_meta import QuerySpec
     from lexret.searcher import Searcher
@@ -64,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
-    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap) as searcher:
+    seismic = SeismicSearchParams(query_cut=args.query_cut, heap_factor=args.heap_factor)
+    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, seismic=seismic) as searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
