@@ -18,8 +18,13 @@ from lexret.fileio import write_json
 
 META_FILE = "lexret.json"
 UNKNOWN_MODEL = "unknown"  # recorded when vectors came without a model id: not checked at search
-# /2: Lucene holds documents under short ids (lexret.lucene_ids), listed in lucene_ids
-FORMAT = "lexret-index/2"
+# /2: Lucene holds documents under short ids (lexret.lucene_ids), listed in lucene_ids.
+# /3: Lucene holds the collection's own ids unless built with short ids (lucene_ids.scheme says
+# which), so stock Anserini/Pyserini can search the folder. A format-2 folder is a short-id folder
+# and is read as one; a lexret that reads only format 2 refuses format 3, whose ids it would
+# misread as short ones.
+FORMAT = "lexret-index/3"
+READABLE_FORMATS = ("lexret-index/2", FORMAT)
 # Files lexret writes beside Lucene's; not part of the Lucene index proper.
 SIDE_FILES = (META_FILE, "docids.txt", "docvectors.npz", "build.log")
 
@@ -57,9 +62,10 @@ def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, 
     required = ("format", "model_id", "vocab_hash", "quantization", "num_docs", "files", "lucene_ids")
     if not isinstance(meta, dict) or any(k not in meta for k in required):
         raise IndexIntegrityError(f"{mp} lacks required fields {required}; rebuild the index with `lexret index`")
-    if meta["format"] != FORMAT:
+    if meta["format"] not in READABLE_FORMATS:
         raise IndexIntegrityError(
-            f"{d} has index format {meta['format']!r}, this lexret reads {FORMAT!r}; rebuild with `lexret index`"
+            f"{d} has index format {meta['format']!r}, this lexret reads {' and '.join(map(repr, READABLE_FORMATS))}; "
+            "rebuild with `lexret index`"
         )
     if verify_files:
         present = lucene_files(d)

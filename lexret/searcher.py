@@ -51,8 +51,11 @@ class Searcher:
         self.backend_name = backend
         if backend == "lucene":
             from lexret.backends.lucene import LuceneImpactBackend
+            from lexret.lucene_ids import uses_short_ids
 
-            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted(self.load_docids()))
+            # short ids are mapped back through the sorted real ids; collection ids come back as they are
+            sorted_ids = sorted(self.load_docids()) if uses_short_ids(self.meta) else None
+            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted_ids)
             if self._lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
                 self._lucene.num_docs != self.meta["num_docs"]
             ):

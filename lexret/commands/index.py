@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reorder", choices=("none", "bp"), default="none",
         help="document order: none keeps the input order (default), bp clusters documents that share terms",
     )  # fmt: skip
+    p.add_argument(
+        "--short-ids", action="store_true",
+        help="Lucene holds short base-62 ids instead of the collection's own: a smaller index, but stock "
+        "Anserini/Pyserini then return the short ids (only lexret maps them back)",
+    )  # fmt: skip
     p.add_argument("--model-id", default=None, help="model that produced the vectors (default: the file's .meta.json)")
     p.add_argument("--modality", default=None, help="what the documents are: image, text, ...")
     p.add_argument("--no-store-vectors", action="store_true", help="do not keep vectors for --backend scipy")
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         heap=args.heap,
         store_vectors=not args.no_store_vectors,
         reorder=args.reorder,
+        short_ids=args.short_ids,
     )
     info = IndexInfo(
         model_id=args.model_id or src_meta.get("model_id", UNKNOWN_MODEL),
