@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.errors import IndexIntegrityError, LexretError
 from lexret.index_meta import QuerySpec, check_compatible, read_meta
 from lexret.quantize import Quantizer
@@ -24,12 +25,14 @@ from lexret.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["lucene", "scipy"]
+Backend = Literal["lucene", "lucene-2phase", "scipy"]
+BACKENDS: tuple[str, ...] = ("lucene", "lucene-2phase", "scipy")
 DEFAULT_CHUNK = 1000
 
 
 class Searcher:
-    """Batch search over a lexret index folder with the Lucene or the exact scipy backend."""
+    """Batch search over a lexret index folder with the Lucene, the two-phase Lucene
+    (:mod:`lexret.backends.lucene_two_phase`, tuned by ``two_phase``) or the exact scipy backend."""
 
     def __init__(
         self,
@@ -39,6 +42,7 @@ class Searcher:
         expect: QuerySpec | None = None,
         backend: Backend = "lucene",
         heap: str | None = None,
+        two_phase: TwoPhaseParams | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.meta: dict[str, Any] = read_meta(self.index_dir)
@@ -50,26 +54,36 @@ class Searcher:
         self.queries_quantized = spec.scale is not None
         self.backend_name = backend
         if backend == "lucene":
-            from lexret.backends.lucene import LuceneImpactBackend
-            from lexret.lucene_ids import uses_short_ids
+            self._lucene = self._open_lucene(heap)
+        elif backend == "lucene-2phase":
+            from lexret.backends.lucene_two_phase import TwoPhaseLuceneBackend
 
-            # short ids are mapped back through the sorted real ids; collection ids come back as they are
-            sorted_ids = sorted(self.load_docids()) if uses_short_ids(self.meta) else None
-            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted_ids)
-            if self._lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
-                self._lucene.num_docs != self.meta["num_docs"]
-            ):
-                raise IndexIntegrityError(
-                    f"Lucene holds {self._lucene.num_docs} documents, lexret.json says {self.meta['num_docs']}; "
-                    "rebuild the index with `lexret index`"
-                )
+            ids, docs = self.load_docvectors(backend)
+            self._lucene = self._open_lucene(heap)
+            self._two_phase = TwoPhaseLuceneBackend(self._lucene, ids, docs, vocab.tokens, two_phase)
         elif backend == "scipy":
             from lexret.backends.scipy_sparse import ScipySparseBackend
 
-            ids, docs = self.load_docvectors()
+            ids, docs = self.load_docvectors(backend)
             self._scipy = ScipySparseBackend(ids, docs)
         else:
-            raise LexretError(f"unknown backend {backend!r}; use lucene or scipy")
+            raise LexretError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+    def _open_lucene(self, heap: str | None):
+        from lexret.backends.lucene import LuceneImpactBackend
+        from lexret.lucene_ids import uses_short_ids
+
+        # short ids are mapped back through the sorted real ids; collection ids come back as they are
+        sorted_ids = sorted(self.load_docids()) if uses_short_ids(self.meta) else None
+        lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted_ids)
+        if lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
+            lucene.num_docs != self.meta["num_docs"]
+        ):
+            raise IndexIntegrityError(
+                f"Lucene holds {lucene.num_docs} documents, lexret.json says {self.meta['num_docs']}; "
+                "rebuild the index with `lexret index`"
+            )
+        return lucene
 
     def load_docids(self) -> list[str]:
         """The documents' ids in the order they were given to the indexer (``docids.txt``)."""
@@ -83,13 +97,13 @@ class Searcher:
             )
         return ids
 
-    def load_docvectors(self) -> tuple[list[str], SparseBatch]:
+    def load_docvectors(self, backend: str = "scipy") -> tuple[list[str], SparseBatch]:
         """The quantized document vectors stored beside the index (``--store-vectors``)."""
         path = self.index_dir / "docvectors.npz"
         if not path.is_file():
             raise LexretError(
-                f"{self.index_dir} keeps no document vectors, which the scipy backend needs; "
-                "rebuild with `lexret index --store-vectors` or search with --backend lucene"
+                f"{self.index_dir} keeps no document vectors, which the {backend} backend needs; "
+                "rebuild it with `lexret index` without --no-store-vectors, or search with --backend lucene"
             )
         ids = self.load_docids()
         with np.load(path) as z:
@@ -160,12 +174,14 @@ class Searcher:
                         for i in range(len(chunk))
                     ]
                     yield self._lucene.search(chunk_ids, dicts, k, threads=threads)
+                elif self.backend_name == "lucene-2phase":
+                    yield self._two_phase.search(chunk_ids, chunk, k, threads=threads)
                 else:
                     yield self._scipy.search(chunk_ids, chunk, k)
                 bar.update(len(chunk_ids))
 
     def close(self) -> None:
-        if self.backend_name == "lucene":
+        if self.backend_name in ("lucene", "lucene-2phase"):
             self._lucene.close()
 
     def __enter__(self) -> Searcher:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", required=True, help="query vector file (JSONL or .npz)")
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--out", required=True, help="TREC run file to write")
-    p.add_argument("--backend", choices=("lucene", "scipy"), default="lucene", help="lucene, or exact brute force")
+    p.add_argument(
+        "--backend", choices=("lucene", "lucene-2phase", "scipy"), default="lucene",
+        help="lucene; lucene-2phase (the heaviest query terms pick candidates in Lucene, the whole query rescores "
+        "them from the stored vectors: approximate); or scipy, exact brute force",
+    )  # fmt: skip
+    p.add_argument(
+        "--prune-ratio", type=float, default=None,
+        help=f"lucene-2phase: phase 1 keeps query terms weighing at least this share of the heaviest one "
+        f"(0 keeps all: exact; default {TwoPhaseParams.prune_ratio})",
+    )  # fmt: skip
+    p.add_argument(
+        "--expansion", type=float, default=None,
+        help=f"lucene-2phase: phase 1 retrieves k x this many candidates (default {TwoPhaseParams.expansion})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-query-terms",
+        type=int,
+        default=None,
+        help="lucene-2phase: phase 1 keeps at most this many of the heaviest query terms (default: no limit)",
+    )
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -47,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1 or args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--k, --threads and --chunk-size must be at least 1")
-    if args.backend == "lucene":
+    two_phase_flags = {"prune_ratio": args.prune_ratio, "expansion": args.expansion, "max_terms": args.max_query_terms}
+    given = {name: v for name, v in two_phase_flags.items() if v is not None}
+    if given and args.backend != "lucene-2phase":
+        raise LexretError("--prune-ratio, --expansion and --max-query-terms apply to --backend lucene-2phase only")
+    two_phase = TwoPhaseParams(**given)  # checks the values before any work
+    if args.backend in ("lucene", "lucene-2phase"):
         from lexret.backends.lucene import resolve_heap
 
         resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
@@ -58,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
-    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap) as searcher:
+    with Searcher(
+        args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, two_phase=two_phase
+    ) as searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
