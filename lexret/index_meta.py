@@ -18,8 +18,13 @@ from lexret.fileio import write_json
 
 META_FILE = "lexret.json"
 UNKNOWN_MODEL = "unknown"  # recorded when vectors came without a model id: not checked at search
-# /2: Lucene holds documents under short ids (lexret.lucene_ids), listed in lucene_ids
-FORMAT = "lexret-index/2"
+# /2: Lucene holds documents under short ids (lexret.lucene_ids), listed in lucene_ids.
+# /3: Lucene holds the collection's own ids unless built with short ids (lucene_ids.scheme says
+# which), so stock Anserini/Pyserini can search the folder. A format-2 folder is a short-id folder
+# and is read as one; a lexret that reads only format 2 refuses format 3, whose ids it would
+# misread as short ones.
+FORMAT = "lexret-index/3"
+READABLE_FORMATS = ("lexret-index/2", FORMAT)
 # Files lexret writes beside Lucene's; not part of the Lucene index proper.
 SIDE_FILES = (META_FILE, "docids.txt", "docvectors.npz", "build.log")
 # The engines an index folder can hold (``engine`` in lexret.json; folders without it are Lucene's).
@@ -73,9 +78,10 @@ def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, 
     if not isinstance(meta, dict) or any(k not in meta for k in required):
         raise IndexIntegrityError(f"{mp} lacks required fields {required}; rebuild the index with `lexret index`")
     rebuild = rebuild_command(meta, d)
-    if meta["format"] != FORMAT:
+    if meta["format"] not in READABLE_FORMATS:
         raise IndexIntegrityError(
-            f"{d} has index format {meta['format']!r}, this lexret reads {FORMAT!r}; rebuild it with {rebuild}"
+            f"{d} has index format {meta['format']!r}, this lexret reads {' and '.join(map(repr, READABLE_FORMATS))}; "
+            f"rebuild it with {rebuild}"
         )
     engine = engine_of(meta)
     if engine not in ENGINES:

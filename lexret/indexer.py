@@ -33,7 +33,7 @@ from lexret import __version__
 from lexret.backends.seismic import SeismicBuildParams
 from lexret.errors import InputError, LexretError
 from lexret.index_meta import DEFAULT_ENGINE, ENGINES, FORMAT, META_FILE, UNKNOWN_MODEL, lucene_files, write_meta
-from lexret.lucene_ids import SCHEME, encode, string_ranks, width_for
+from lexret.lucene_ids import COLLECTION_SCHEME, SCHEME, encode, string_ranks, width_for
 from lexret.quantize import DEFAULT_MAX_IMPACT, DEFAULT_SCALE, Quantizer
 from lexret.reorder import REORDER_METHODS, reorder
 from lexret.types import SparseBatch
@@ -61,6 +61,9 @@ class IndexConfig:
     # "lucene" (exact impact search through Pyserini) or "seismic" (approximate, lexret.backends.seismic)
     engine: str = DEFAULT_ENGINE
     seismic: SeismicBuildParams = field(default_factory=SeismicBuildParams)  # used by engine="seismic" only
+    # Lucene holds the collection's own ids (stock Anserini returns them) unless short_ids: then the
+    # base-62 rank of each id (lexret.lucene_ids), smaller, but only lexret can map hits back
+    short_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.reorder not in REORDER_METHODS:
@@ -124,9 +127,13 @@ class Indexer:
             stats = self._write_collection(chunks, coll, total)
             n, empty, docids = stats["n"], stats["empty"], stats["docids"]
             if n == 0:
-                raise InputError("no documents to index")
-            width = width_for(n)
-            _write_short_ids(coll, string_ranks(docids), width)
+                raise InputError("no documents to index", path=info.source)
+            if cfg.short_ids:
+                width = width_for(n)
+                _write_short_ids(coll, string_ranks(docids), width)
+                lucene_ids: dict[str, Any] = {"scheme": SCHEME, "width": width}
+            else:
+                lucene_ids = {"scheme": COLLECTION_SCHEME}
             if empty:
                 log.warning(
                     "%d document(s) have no positive term weight and cannot be matched by any query "
@@ -172,8 +179,8 @@ class Indexer:
                 "config": asdict(cfg),
                 "files": files,
                 "index_bytes": sum(files.values()),
-                # Lucene holds each document under the base-62 rank of its id (lexret.lucene_ids)
-                "lucene_ids": {"scheme": SCHEME, "width": width},
+                # the ids Lucene holds: the collection's own or base-62 ranks (lexret.lucene_ids)
+                "lucene_ids": lucene_ids,
                 "has_docvectors": cfg.store_vectors,
                 **(extra_meta or {}),
             }
@@ -222,8 +229,9 @@ class Indexer:
                 # vectors keep the input order
                 for i in order.tolist():
                     r_idx, r_val = q.row(i)
-                    # the row number stands in for the short id until all ids are known
-                    shards[n % n_shards].write(_impact_line(str(len(docids) + i), r_idx, r_val, toks))
+                    # with short ids, the row number stands in for the short id until all ids are known
+                    lucene_id = str(len(docids) + i) if self.config.short_ids else ids[i]
+                    shards[n % n_shards].write(_impact_line(lucene_id, r_idx, r_val, toks))
                     n += 1
                 nnz += q.nnz
                 impact_sum += int(q.values.sum(dtype=np.int64))
@@ -253,7 +261,7 @@ class Indexer:
             stats = self._quantize_all(chunks, total)
             docs, docids, empty = stats["docs"], stats["docids"], stats["empty"]
             if len(docids) == 0:
-                raise InputError("no documents to index")
+                raise InputError("no documents to index", path=info.source)
             _warn_empty(empty)
             t_write = time.perf_counter() - t0
             log.info("indexing %d documents with Seismic (%d threads)...", len(docids), cfg.threads)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.backends.seismic import SeismicSearchParams
 from lexret.errors import IndexIntegrityError, IndexMismatchError, LexretError
 from lexret.index_meta import QuerySpec, check_compatible, engine_of, read_meta
@@ -26,19 +27,20 @@ from lexret.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["lucene", "exact", "scipy", "seismic"]
-BACKENDS: tuple[str, ...] = ("lucene", "exact", "scipy", "seismic")
+Backend = Literal["lucene", "lucene-2phase", "exact", "scipy", "seismic"]
+BACKENDS: tuple[str, ...] = ("lucene", "lucene-2phase", "exact", "scipy", "seismic")
 # The engine whose files a backend searches; None: any folder that stores its vectors.
-_ENGINE_OF_BACKEND = {"lucene": "lucene", "seismic": "seismic", "exact": None, "scipy": None}
+_ENGINE_OF_BACKEND = {"lucene": "lucene", "lucene-2phase": "lucene", "seismic": "seismic", "exact": None, "scipy": None}
 DEFAULT_CHUNK = 1000
 
 
 class Searcher:
-    """Batch search over a lexret index folder: Lucene, the exact term-at-a-time engine over the stored
-    vectors (``exact``, numba), Seismic (approximate) or the scipy brute force (``scipy``, the slow reference).
+    """Batch search over a lexret index folder: Lucene, two-phase Lucene (:mod:`lexret.backends.lucene_two_phase`,
+    tuned by ``two_phase``), the exact term-at-a-time engine over the stored vectors (``exact``, numba),
+    Seismic (approximate) or the scipy brute force (``scipy``, the slow reference).
 
-    The backend must match the folder's engine (``lucene`` searches a Lucene folder, ``seismic`` a
-    Seismic one); ``exact`` and ``scipy`` search any folder that stores its vectors."""
+    The backend must match the folder's engine (``lucene`` and ``lucene-2phase`` search a Lucene folder,
+    ``seismic`` a Seismic one); ``exact`` and ``scipy`` search any folder that stores its vectors."""
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class Searcher:
         backend: Backend = "lucene",
         heap: str | None = None,
         seismic: SeismicSearchParams | None = None,
+        two_phase: TwoPhaseParams | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.meta: dict[str, Any] = read_meta(self.index_dir)
@@ -62,25 +65,22 @@ class Searcher:
         self.seismic_params = seismic or SeismicSearchParams()
         self._check_engine(backend)
         if backend == "lucene":
-            from lexret.backends.lucene import LuceneImpactBackend
+            self._lucene = self._open_lucene(heap)
+        elif backend == "lucene-2phase":
+            from lexret.backends.lucene_two_phase import TwoPhaseLuceneBackend
 
-            self._lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted(self.load_docids()))
-            if self._lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
-                self._lucene.num_docs != self.meta["num_docs"]
-            ):
-                raise IndexIntegrityError(
-                    f"Lucene holds {self._lucene.num_docs} documents, lexret.json says {self.meta['num_docs']}; "
-                    "rebuild the index with `lexret index`"
-                )
+            ids, docs = self.load_docvectors(backend)
+            self._lucene = self._open_lucene(heap)
+            self._two_phase = TwoPhaseLuceneBackend(self._lucene, ids, docs, vocab.tokens, two_phase)
         elif backend == "scipy":
             from lexret.backends.scipy_sparse import ScipySparseBackend
 
-            ids, docs = self.load_docvectors()
+            ids, docs = self.load_docvectors(backend)
             self._scipy = ScipySparseBackend(ids, docs)
         elif backend == "exact":
             from lexret.backends.exact import ExactBackend
 
-            ids, docs = self.load_docvectors()
+            ids, docs = self.load_docvectors(backend)
             self._exact = ExactBackend(ids, docs)
         else:
             from lexret.backends.seismic import INDEX_FILE, SeismicBackend
@@ -105,6 +105,22 @@ class Searcher:
                 f"`lexret index --engine {wanted} --out {self.index_dir}`"
             )
 
+    def _open_lucene(self, heap: str | None):
+        from lexret.backends.lucene import LuceneImpactBackend
+        from lexret.lucene_ids import uses_short_ids
+
+        # short ids are mapped back through the sorted real ids; collection ids come back as they are
+        sorted_ids = sorted(self.load_docids()) if uses_short_ids(self.meta) else None
+        lucene = LuceneImpactBackend(self.index_dir, heap=heap, sorted_ids=sorted_ids)
+        if lucene.num_docs != self.meta["num_docs"] - len(self.meta.get("empty_docs", [])) and (
+            lucene.num_docs != self.meta["num_docs"]
+        ):
+            raise IndexIntegrityError(
+                f"Lucene holds {lucene.num_docs} documents, lexret.json says {self.meta['num_docs']}; "
+                "rebuild the index with `lexret index`"
+            )
+        return lucene
+
     def load_docids(self) -> list[str]:
         """The documents' ids in the order they were given to the indexer (``docids.txt``)."""
         path = self.index_dir / "docids.txt"
@@ -117,13 +133,13 @@ class Searcher:
             )
         return ids
 
-    def load_docvectors(self) -> tuple[list[str], SparseBatch]:
+    def load_docvectors(self, backend: str = "scipy") -> tuple[list[str], SparseBatch]:
         """The quantized document vectors stored beside the index (``--store-vectors``)."""
         path = self.index_dir / "docvectors.npz"
         if not path.is_file():
             raise LexretError(
-                f"{self.index_dir} keeps no document vectors, which the {self.backend_name} backend needs; "
-                "rebuild it with `lexret index` (without --no-store-vectors) or search with --backend lucene"
+                f"{self.index_dir} keeps no document vectors, which the {backend} backend needs; "
+                "rebuild it with `lexret index` without --no-store-vectors, or search with --backend lucene"
             )
         ids = self.load_docids()
         try:
@@ -205,12 +221,14 @@ class Searcher:
                     yield self._exact.search(chunk_ids, chunk, k, threads=threads)
                 elif self.backend_name == "seismic":
                     yield self._seismic.search(chunk_ids, chunk, k, self.seismic_params, threads=threads)
+                elif self.backend_name == "lucene-2phase":
+                    yield self._two_phase.search(chunk_ids, chunk, k, threads=threads)
                 else:
                     yield self._scipy.search(chunk_ids, chunk, k)
                 bar.update(len(chunk_ids))
 
     def close(self) -> None:
-        if self.backend_name == "lucene":
+        if self.backend_name in ("lucene", "lucene-2phase"):
             self._lucene.close()
         elif self.backend_name == "exact":
             self._exact.close()

@@ -1,4 +1,5 @@
-"""TREC run files (``qid Q0 docid rank score tag``) and qrels (``qid 0 docid rel``)."""
+"""TREC run files (``qid Q0 docid rank score tag``), qrels (``qid 0 docid rel``) and the topic files
+that stock Anserini reads for pre-encoded impact queries."""
 
 from __future__ import annotations
 
@@ -107,3 +108,21 @@ def read_qrels(path: str | Path) -> Qrels:
                 raise InputError("relevance must be an integer", path=str(path), line=n) from None
             qrels.setdefault(parts[0], {})[parts[2]] = rel
     return qrels
+
+
+def write_impact_topics(path: str | Path, qids: Sequence[str], queries: Iterable[Mapping[str, int]]) -> None:
+    """Topics for stock Anserini's ``SearchCollection -topicReader TsvString -impact -pretokenized``:
+    one ``qid<TAB>terms`` line per query, each term repeated as many times as its integer weight.
+
+    Anserini's bag-of-words query generator adds one clause per token, so a term repeated ``w``
+    times scores ``w x impact``: the same sum as lexret's ``sum(q_w * d_impact)``."""
+    with atomic_write(path) as f:
+        for qid, query in zip(qids, queries, strict=True):
+            _check_token(qid, "query id")
+            terms = []
+            for term, w in query.items():
+                _check_token(term, "query term")
+                if int(w) != w or w < 0:
+                    raise InputError(f"query {qid}: weight {w!r} of {term!r} is not a non-negative integer impact")
+                terms.extend([term] * int(w))
+            f.write(f"{qid}\t{' '.join(terms)}\n")

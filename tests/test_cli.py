@@ -168,6 +168,14 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
         assert needle in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("name", ["EMPTY.jsonl", "blank.jsonl"])
+def test_cli_empty_vector_file_is_named(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text("" if name == "EMPTY.jsonl" else "\n\n")
+    proc = lexret("index", "--vectors", name, "--out", "idx", cwd=tmp_path)
+    assert_user_error(proc, f"{tmp_path / name}: no documents to index")
+    assert not (tmp_path / "idx").exists()
+
+
 def test_cli_missing_vector_file(tmp_path: Path) -> None:
     proc = lexret("index", "--vectors", "missing.jsonl", "--out", "idx", cwd=tmp_path)
     assert_user_error(proc, "missing.jsonl", "vector file not found")

@@ -57,7 +57,8 @@ def test_index_under_short_ids_returns_real_ids_and_breaks_ties_by_them(tmp_path
     terms = np.array(vocab.ids(["dog", "cat", "red", "ball", "grass"]))
     rows = [(np.sort(rng.choice(terms, rng.integers(1, 4), replace=False)), rng.integers(1, 3, 4)) for _ in range(n)]
     docs = SparseBatch.from_rows([(t, w[: t.size].astype(float)) for t, w in rows], len(vocab))
-    meta = Indexer(vocab, IndexConfig(scale=1.0, threads=2)).build([(ids, docs)], tmp_path / "ix", IndexInfo("m"))
+    cfg = IndexConfig(scale=1.0, threads=2, short_ids=True)
+    meta = Indexer(vocab, cfg).build([(ids, docs)], tmp_path / "ix", IndexInfo("m"))
     assert read_meta(tmp_path / "ix")["lucene_ids"] == meta["lucene_ids"] == {"scheme": SCHEME, "width": 2}
     qids = [f"q{i}" for i in range(60)]
     queries = SparseBatch.from_rows([(terms[rng.choice(5, 2, replace=False)], np.array([1.0, 2.0])) for _ in qids],

@@ -99,3 +99,28 @@ def test_static_pruning_keeps_each_terms_heaviest_postings():
             want = np.where(col >= nz[cap - 1], col, 0) if len(nz) > cap else col
             assert np.array_equal(got[:, t], want)
         assert (got[dense == 0] == 0).all()
+
+
+def test_profile_lucene_smoke(tmp_path, vocab):
+    """A compare-style corpus from 200 'split images', 1,500 items, one index, every part of the profile."""
+    import numpy as np
+
+    from lexret.compare import Encoded
+    from lexret.synthetic import synthetic_ids, zipf_batch
+
+    rng = np.random.default_rng(1)
+    images, captions = tmp_path / "images.npz", tmp_path / "texts.npz"
+    Encoded(synthetic_ids(200, "img"), zipf_batch(200, len(vocab), 20, seed=3), rng.normal(size=(200, 16))).save(images)
+    Encoded(synthetic_ids(40, "cap"), zipf_batch(40, len(vocab), 8, seed=3), rng.normal(size=(40, 16))).save(captions)
+    out = tmp_path / "profile.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "profile_lucene.py"), "--images", str(images), "--captions",
+         str(captions), "--sizes", "1500", "--queries", "12", "--warmup", "3", "--settings", "default",
+         "--two-phase", "0:1,0.5:2:4", "--work", str(tmp_path / "work"), "--json", str(out), "--heap", "1g"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "corpus 1,500 items" in proc.stdout and "two-phase vs Lucene" in proc.stdout
+    rec = json.loads(out.read_text())["sizes"]["1500"]
+    assert rec["two_phase"]["2phase r=0 x1"]["overlap@10"] == 1.0  # no cut: exact
+    assert rec["pruning"]["matching"] <= rec["pruning"]["postings"]

@@ -173,6 +173,47 @@ def build_lucene_index(
         log.warning("Lucene reported indexing errors; see %s", log_path)
 
 
+SEARCH_COLLECTION = "io.anserini.search.SearchCollection"
+
+
+def search_collection_command(
+    index_dir: str | Path,
+    topics: str | Path,
+    output: str | Path,
+    *,
+    k: int = 1000,
+    threads: int = 1,
+    heap: str | None = None,
+) -> list[str]:
+    """The command line that runs stock Anserini's ``SearchCollection`` (the jar Pyserini ships) over
+    a lexret index with impact topics (:func:`lexret.trec.write_impact_topics`), writing a TREC run.
+
+    Nothing of lexret runs in that JVM: this is what any Anserini user would type."""
+    java = str(Path(java_home()) / "bin" / "java")
+    return [
+        java, *jvm_options(heap), "-cp", anserini_jar(), SEARCH_COLLECTION,
+        "-index", str(index_dir), "-topics", str(topics), "-topicReader", "TsvString",
+        "-output", str(output), "-impact", "-pretokenized", "-hits", str(int(k)), "-threads", str(max(1, threads)),
+    ]  # fmt: skip
+
+
+def run_search_collection(
+    index_dir: str | Path,
+    topics: str | Path,
+    output: str | Path,
+    *,
+    k: int = 1000,
+    threads: int = 1,
+    heap: str | None = None,
+) -> None:
+    """Run :func:`search_collection_command` in a child process; a failure raises with its output's tail."""
+    cmd = search_collection_command(index_dir, topics, output, k=k, threads=threads, heap=heap)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, JAVA_HOME=java_home()))
+    if proc.returncode != 0 or not Path(output).is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise LexretError(f"Anserini SearchCollection failed (exit {proc.returncode}):\n{tail}")
+
+
 def _jclasses():
     from jnius import autoclass
 

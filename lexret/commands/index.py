@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="lucene: exact impact search (default); seismic: approximate, searched with --backend seismic",
     )  # fmt: skip
     add_seismic_build_flags(p)
+    p.add_argument(
+        "--short-ids", action="store_true",
+        help="Lucene holds short base-62 ids instead of the collection's own: a smaller index, but stock "
+        "Anserini/Pyserini then return the short ids (only lexret maps them back)",
+    )  # fmt: skip
     p.add_argument("--model-id", default=None, help="model that produced the vectors (default: the file's .meta.json)")
     p.add_argument("--modality", default=None, help="what the documents are: image, text, ...")
     p.add_argument("--no-store-vectors", action="store_true", help="do not keep vectors for --backend scipy")
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         seismic=SeismicBuildParams(
             n_postings=args.n_postings, centroid_fraction=args.centroid_fraction, summary_energy=args.summary_energy
         ),
+        short_ids=args.short_ids,
     )
     info = IndexInfo(
         model_id=args.model_id or src_meta.get("model_id", UNKNOWN_MODEL),

@@ -6,9 +6,10 @@ import argparse
 import logging
 import os
 
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
 
-BACKENDS = ("lucene", "exact", "scipy", "seismic")  # lexret.searcher.BACKENDS (--help imports no numba)
+BACKENDS = ("lucene", "lucene-2phase", "exact", "scipy", "seismic")  # = lexret.searcher.BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="TREC run file to write")
     p.add_argument(
         "--backend", choices=BACKENDS, default="lucene",
-        help="lucene; exact (term-at-a-time over the stored vectors, numba: same results as lucene, faster); "
-        "scipy (brute force, the slow reference); seismic: approximate (an index built with --engine seismic)",
+        help="lucene; lucene-2phase (the heaviest query terms pick candidates in Lucene, the whole query rescores "
+        "them from the stored vectors: approximate); exact (term-at-a-time over the stored vectors, numba: same "
+        "results as lucene, faster); scipy (brute force, the slow reference); seismic: approximate (an index "
+        "built with --engine seismic)",
     )  # fmt: skip
     add_seismic_search_flags(p)
+    p.add_argument(
+        "--prune-ratio", type=float, default=None,
+        help=f"lucene-2phase: phase 1 keeps query terms weighing at least this share of the heaviest one "
+        f"(0 keeps all: exact; default {TwoPhaseParams.prune_ratio})",
+    )  # fmt: skip
+    p.add_argument(
+        "--expansion", type=float, default=None,
+        help=f"lucene-2phase: phase 1 retrieves k x this many candidates (default {TwoPhaseParams.expansion})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-query-terms",
+        type=int,
+        default=None,
+        help="lucene-2phase: phase 1 keeps at most this many of the heaviest query terms (default: no limit)",
+    )
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -66,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1 or args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--k, --threads and --chunk-size must be at least 1")
-    if args.backend == "lucene":
+    two_phase_flags = {"prune_ratio": args.prune_ratio, "expansion": args.expansion, "max_terms": args.max_query_terms}
+    given = {name: v for name, v in two_phase_flags.items() if v is not None}
+    if given and args.backend != "lucene-2phase":
+        raise LexretError("--prune-ratio, --expansion and --max-query-terms apply to --backend lucene-2phase only")
+    two_phase = TwoPhaseParams(**given)  # checks the values before any work
+    if args.backend in ("lucene", "lucene-2phase"):
         from lexret.backends.lucene import resolve_heap
 
         resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
@@ -78,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
     seismic = SeismicSearchParams(query_cut=args.query_cut, heap_factor=args.heap_factor)
-    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, seismic=seismic) as searcher:
+    with Searcher(
+        args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, seismic=seismic, two_phase=two_phase
+    ) as searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
