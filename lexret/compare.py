@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 20_000
 # Sparse systems that search the Lucene index folder or the quantized vectors stored in it.
-SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-scipy")
+SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-lucene-2phase", "sparse-scipy")
 # Sparse systems that must rank exactly like the brute force; the first one measured is the reference.
 EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene")
 OVERLAP_AT = 10
@@ -65,7 +65,10 @@ class CompareConfig:
     hnsw: HnswParams = field(default_factory=HnswParams)
     latency_queries: int = 1000
     # sparse-scipy (the slow brute force) is left out by default: sparse-exact ranks the same, faster
-    systems: tuple[str, ...] = ("sparse-lucene", "sparse-exact", "dense-faiss-flat", "dense-faiss-hnsw")
+    systems: tuple[str, ...] = (
+        "sparse-lucene", "sparse-exact", "sparse-seismic", "sparse-lucene-2phase", "dense-faiss-flat",
+        "dense-faiss-hnsw",
+    )  # fmt: skip
     heap: str | None = None
     mix: MixParams = field(default_factory=MixParams)
 
@@ -218,10 +221,11 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
 
     built: dict[str, dict[str, Any]] = {}
     need_sparse = set(SPARSE_ON_LUCENE_FOLDER) & set(cfg.systems)
-    if need_sparse:
+    if need_sparse or "sparse-seismic" in cfg.systems:
+        # the stored vectors are the exact reference's input: overlap@10 and postings per query need them
         icfg = IndexConfig(
             scale=cfg.scale or DEFAULT_SCALE, threads=cfg.index_threads, optimize=cfg.optimize, heap=cfg.heap,
-            store_vectors=bool(need_sparse - {"sparse-lucene"}), reorder=cfg.reorder,
+            store_vectors=True, reorder=cfg.reorder,
         )  # fmt: skip
         t = time.perf_counter()
         meta = Indexer(vocab, icfg).build(
@@ -230,15 +234,31 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
         )  # fmt: skip
         build_s = time.perf_counter() - t
         built["sparse-lucene"] = {"artifact": out / "lucene", "index_bytes": meta["index_bytes"], "build_s": build_s}
-        for system in need_sparse - {"sparse-lucene"}:
-            dv = out / "lucene" / "docvectors.npz"
+        dv_bytes = (out / "lucene" / "docvectors.npz").stat().st_size
+        for system in need_sparse & {"sparse-exact", "sparse-scipy"}:
             built[system] = {
                 "artifact": out / "lucene",
-                "index_bytes": dv.stat().st_size,
+                "index_bytes": dv_bytes,
                 # their "index" is the quantized CSR matrix written beside the Lucene index (the exact
                 # engine turns it into posting arrays when it loads: load_s in its record)
                 "build_s": meta["write_seconds"],
             }
+        if "sparse-lucene-2phase" in need_sparse:  # Lucene picks candidates, the stored vectors rescore them
+            built["sparse-lucene-2phase"] = {
+                "artifact": out / "lucene", "index_bytes": meta["index_bytes"] + dv_bytes, "build_s": build_s,
+            }  # fmt: skip
+    if "sparse-seismic" in cfg.systems:
+        scfg = IndexConfig(scale=cfg.scale or DEFAULT_SCALE, threads=cfg.index_threads, store_vectors=False,
+                           engine="seismic")  # fmt: skip
+        t = time.perf_counter()
+        smeta = Indexer(vocab, scfg).build(
+            ((e.ids, e.sparse) for e in corpus.chunks()), out / "seismic", IndexInfo(model_id, "image"),
+            total=len(corpus),
+        )  # fmt: skip
+        built["sparse-seismic"] = {
+            "artifact": out / "seismic", "index_bytes": smeta["index_bytes"], "build_s": time.perf_counter() - t,
+            "seismic": smeta.get("seismic"),
+        }  # fmt: skip
     for system, kind in (("dense-faiss-flat", "flat"), ("dense-faiss-hnsw", "hnsw")):
         if system not in cfg.systems:
             continue
@@ -370,7 +390,7 @@ def run_compare(
                 rec["postings_in_query_lists"] = postings  # what an exhaustive term-at-a-time search reads
             if m.postings_per_query is not None:  # the engine's own count of the work it did
                 rec["postings_per_query"] = m.postings_per_query
-            elif system.startswith("sparse") and postings is not None:
+            elif system in EXACT_SPARSE and postings is not None:  # exhaustive: every posting of its lists
                 rec["postings_per_query"] = postings
             if m.load_s is not None:
                 rec["load_s"] = m.load_s
@@ -382,6 +402,15 @@ def run_compare(
                 rec["hnsw"] = asdict(cfg.hnsw)
             if system == "sparse-lucene":
                 rec["reorder"] = cfg.reorder
+            if system == "sparse-seismic":
+                from lexret.backends.seismic import SeismicSearchParams
+
+                rec["seismic_build"] = b.get("seismic")
+                rec["seismic_search"] = asdict(SeismicSearchParams())
+            if system == "sparse-lucene-2phase":
+                from lexret.backends.lucene_two_phase import TwoPhaseParams
+
+                rec["two_phase"] = asdict(TwoPhaseParams())
             records.append(rec)
             log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
         size_records = {r["system"]: r for r in records if r["corpus_size"] == len(corpus)}

@@ -157,7 +157,7 @@ class Indexer:
             (idx_dir / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
             if cfg.store_vectors:
                 allq = SparseBatch.concat(stats["parts"])
-                np.savez(idx_dir / "docvectors.npz", indptr=allq.indptr, indices=allq.indices, values=allq.values)
+                save_docvectors(idx_dir / "docvectors.npz", allq)
             meta: dict[str, Any] = {
                 "format": FORMAT,
                 "lexret_version": __version__,
@@ -269,7 +269,7 @@ class Indexer:
             files = lucene_files(idx_dir)  # the engine's files: everything but lexret's own
             (idx_dir / "docids.txt").write_text("\n".join(docids) + "\n", encoding="utf-8")
             if cfg.store_vectors:
-                np.savez(idx_dir / "docvectors.npz", indptr=docs.indptr, indices=docs.indices, values=docs.values)
+                save_docvectors(idx_dir / "docvectors.npz", docs)
             meta = self._meta(info, stats, cfg, t0, t_write, files, extra_meta)
             meta.update({"backend": "seismic", "engine": "seismic", "seismic": asdict(cfg.seismic)})
             write_meta(idx_dir, meta)
@@ -415,6 +415,27 @@ def _exchange(a: Path, b: Path) -> bool:
     at_fdcwd, rename_exchange = -100, 2
     rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
     return rc == 0
+
+
+def _narrowest(values: np.ndarray, kinds: tuple[type, ...]) -> np.ndarray:
+    if values.dtype.kind not in "iu":
+        return values
+    top = int(values.max()) if values.size else 0
+    low = int(values.min()) if values.size else 0
+    for dt in kinds:
+        if np.iinfo(dt).min <= low and top <= np.iinfo(dt).max:
+            return values.astype(dt)
+    return values
+
+
+def save_docvectors(path: Path, docs: SparseBatch) -> None:
+    """The quantized vectors as ``docvectors.npz`` (CSR), term ids and impacts in the narrowest integer
+    types that hold them (at 1M images, 48 terms, impacts <= 255: 152 instead of 392 MB). Readers get
+    int32 back through :class:`SparseBatch`."""
+    np.savez(
+        path, indptr=docs.indptr, indices=_narrowest(docs.indices, (np.uint16, np.int32)),
+        values=_narrowest(docs.values, (np.uint8, np.uint16, np.int32)),
+    )  # fmt: skip
 
 
 def _swap_into_place(new: Path, out: Path) -> None:

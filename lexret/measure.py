@@ -27,9 +27,16 @@ import numpy as np
 from lexret.trec import Run
 
 WARMUP_QUERIES = 1000
-SYSTEMS = ("sparse-lucene", "sparse-exact", "sparse-scipy", "dense-faiss-flat", "dense-faiss-hnsw")
-# the Searcher backend behind each sparse system that runs through lexret.searcher
-SEARCHER_BACKENDS = {"sparse-lucene": "lucene", "sparse-exact": "exact", "sparse-scipy": "scipy"}
+SYSTEMS = (
+    "sparse-lucene", "sparse-exact", "sparse-seismic", "sparse-lucene-2phase", "sparse-scipy", "dense-faiss-flat",
+    "dense-faiss-hnsw",
+)  # fmt: skip
+# the Searcher backend behind each sparse system (all of them run through lexret.searcher)
+SEARCHER_BACKENDS = {
+    "sparse-lucene": "lucene", "sparse-exact": "exact", "sparse-seismic": "seismic",
+    "sparse-lucene-2phase": "lucene-2phase", "sparse-scipy": "scipy",
+}  # fmt: skip
+LUCENE_CHUNK = 1000  # queries per Lucene call: all hits of a call sit in the JVM heap
 
 
 @dataclass
@@ -104,8 +111,8 @@ def measure(
 
             def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
                 run: Run = {}
-                for a in range(0, len(ids), 1000):  # chunks bound the JVM heap
-                    run.update(lucene.search(ids[a : a + 1000], sel[a : a + 1000], k, threads=threads))
+                for a in range(0, len(ids), LUCENE_CHUNK):  # chunks bound the JVM heap
+                    run.update(lucene.search(ids[a : a + LUCENE_CHUNK], sel[a : a + LUCENE_CHUNK], k, threads=threads))
                 return run
 
             qsel: Any = qdicts
@@ -125,6 +132,36 @@ def measure(
 
             def work() -> float:
                 return exact.last_stats.postings_per_query
+        elif system == "sparse-seismic":
+            seismic, params = searcher._seismic, searcher.seismic_params
+
+            def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+                return seismic.search(ids, sel, k, params, threads=threads)
+
+            qsel = qint
+
+            def one(i: int) -> object:
+                return seismic.search([qids[i]], qint.slice(i, i + 1), k, params, threads=1)
+        elif system == "sparse-lucene-2phase":
+            two_phase = searcher._two_phase
+
+            def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+                run: Run = {}
+                for a in range(0, len(ids), LUCENE_CHUNK):
+                    chunk = sel.slice(a, a + LUCENE_CHUNK)
+                    run.update(two_phase.search(ids[a : a + LUCENE_CHUNK], chunk, k, threads=threads))
+                return run
+
+            qsel = qint
+
+            def one(i: int) -> object:
+                return two_phase.search([qids[i]], qint.slice(i, i + 1), k, threads=1)
+
+            df = np.bincount(two_phase.indices, minlength=qint.dim)
+            phase1 = [two_phase.params.keep(*qint.row(i))[0] for i in range(len(qint))]
+
+            def work() -> float:  # postings in the phase-1 lists (Lucene may skip some of them)
+                return float(np.mean([df[t].sum() for t in phase1])) if phase1 else 0.0
         else:
             backend = searcher._scipy
 

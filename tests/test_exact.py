@@ -281,6 +281,19 @@ def test_exact_backend_quantizes_float_queries_like_the_index(small_index, small
     assert_same_runs(got, ScipySparseBackend(ids, quant(docs)).search(qids, quant(queries), 10))
 
 
+def test_stored_vectors_are_narrow_and_read_back_as_they_were(small_index, vocab: Vocabulary) -> None:
+    with np.load(small_index.path / "docvectors.npz") as z:
+        assert z["indices"].dtype == np.uint16 and z["values"].dtype == np.uint8
+    s = Searcher(small_index.path, vocab, backend="exact")
+    ids, docs = s.load_docvectors("exact")
+    want = Quantizer(small_index.meta["quantization"]["scale"])(small_index.docs)
+    assert ids == small_index.ids and docs.values.dtype == np.int32
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip((docs.indptr, docs.indices, docs.values), (want.indptr, want.indices, want.values))
+    )
+
+
 def test_search_command_lists_the_searcher_backends() -> None:
     from lexret.commands.search import BACKENDS as CLI_BACKENDS
     from lexret.searcher import BACKENDS
