@@ -124,3 +124,20 @@ def test_profile_lucene_smoke(tmp_path, vocab):
     rec = json.loads(out.read_text())["sizes"]["1500"]
     assert rec["two_phase"]["2phase r=0 x1"]["overlap@10"] == 1.0  # no cut: exact
     assert rec["pruning"]["matching"] <= rec["pruning"]["postings"]
+
+
+def test_bench_exact_smoke(tmp_path, small_index, small_queries, vocab):
+    from lexret.vectors import write_vectors
+
+    qids, queries = small_queries
+    qfile = tmp_path / "q.npz"
+    write_vectors(qfile, qids, queries, vocab)
+    out = tmp_path / "exact.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_exact.py"), "--index", str(small_index.path), "--queries",
+         str(qfile), "--num-queries", "20", "--k", "10,100", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "300 documents" in proc.stdout and "| 100 | batch | 2 |" in proc.stdout
+    assert len(json.loads(out.read_text())["rows"]) == 6
