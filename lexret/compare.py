@@ -33,7 +33,7 @@ from lexret.data import Collection
 from lexret.distractors import Calibration, MixParams, calibrate, synthesize_chunk
 from lexret.evaluation import SplitIds, item_id
 from lexret.fileio import write_json
-from lexret.metrics import evaluate
+from lexret.metrics import evaluate, overlap_at_k
 from lexret.trec import Run, read_run
 from lexret.types import SparseBatch
 from lexret.vectors import write_vectors
@@ -46,7 +46,7 @@ SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-lucene-2phas
 # Sparse systems that must rank exactly like the brute force; the first one measured is the reference.
 EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene")
 OVERLAP_AT = 10
-DENSE_SCORE_TOLERANCE = 1e-5  # HNSW and flat compute the same inner products in different orders
+DENSE_SCORE_DECIMALS = 5  # HNSW and flat sum the same float32 products in different orders
 
 
 @dataclass
@@ -435,7 +435,7 @@ def check_against_exact(records: dict[str, dict[str, Any]], runs: dict[str, Run]
         for system in sparse:
             rec = records[system]
             if system in EXACT_SPARSE:
-                rec["overlap@10_vs_exact"] = overlap_at(runs[system], runs[ref], lambda q, hits: hits)
+                rec["overlap@10_vs_exact"] = overlap_at_k(runs[system], runs[ref], OVERLAP_AT)
                 if system != ref:
                     differ = run_differences(runs[system], runs[ref])
                     rec["queries_differing_from_exact"] = differ
@@ -444,28 +444,16 @@ def check_against_exact(records: dict[str, dict[str, Any]], runs: dict[str, Run]
                             "%s vs %s at %d: %d of %d queries differ (ids, order or scores)", system, ref, size, differ,
                             len(runs[ref]))  # fmt: skip
             elif scorer is not None:
-                rec["overlap@10_vs_exact"] = overlap_at(runs[system], runs[ref], scorer.rescore)
+                rec["overlap@10_vs_exact"] = overlap_at_k(runs[system], runs[ref], OVERLAP_AT, scorer.exact_scores(
+                    runs[system], OVERLAP_AT))
     if {"dense-faiss-flat", "dense-faiss-hnsw"} <= runs.keys():
         for system in ("dense-faiss-flat", "dense-faiss-hnsw"):
-            records[system]["overlap@10_vs_exact"] = overlap_at(
-                runs[system], runs["dense-faiss-flat"], lambda q, hits: hits, tolerance=DENSE_SCORE_TOLERANCE
-            )
-
-
-def overlap_at(run: Run, exact: Run, rescore, n: int = OVERLAP_AT, tolerance: float = 0.0) -> float:
-    """Tie-aware overlap of ``run``'s top ``n`` with the exact top ``n``, averaged over queries: the
-    share of a query's top ``n`` hits whose exact score (``rescore(qid, hits)``) reaches the exact
-    ``n``-th score. A different document tied at the cut-off counts as a hit; queries whose exact
-    list is empty are skipped; an exact list shorter than ``n`` sets the share's denominator."""
-    shares = []
-    for qid, want in exact.items():
-        m = min(n, len(want))
-        if m == 0:
-            continue
-        floor = want[m - 1][1] - tolerance
-        got = rescore(qid, run.get(qid, [])[:m])
-        shares.append(sum(1 for _, s in got if s >= floor and s > 0) / m)
-    return float(np.mean(shares)) if shares else 1.0
+            rounded = {
+                name: {q: [(d, round(s, DENSE_SCORE_DECIMALS)) for d, s in hits] for q, hits in runs[name].items()}
+                for name in (system, "dense-faiss-flat")
+            }
+            flat = rounded["dense-faiss-flat"]
+            records[system]["overlap@10_vs_exact"] = overlap_at_k(rounded[system], flat, OVERLAP_AT)
 
 
 class ExactPairScorer:
@@ -485,6 +473,10 @@ class ExactPairScorer:
         ids = (folder / "docids.txt").read_text(encoding="utf-8").splitlines()
         self._row = {d: i for i, d in enumerate(ids)}
         self._qrow = {q: i for i, q in enumerate(qids)}
+
+    def exact_scores(self, run: Run, n: int) -> dict[str, dict[str, float]]:
+        """``{qid: {docid: exact score}}`` for the first ``n`` hits of every query of ``run``."""
+        return {qid: dict(self.rescore(qid, hits[:n])) for qid, hits in run.items() if qid in self._qrow}
 
     def rescore(self, qid: str, hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
         if not hits:

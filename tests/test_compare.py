@@ -156,26 +156,6 @@ def test_postings_per_query(tmp_path):
     assert postings_per_query(tmp_path / "missing.npz", q) is None
 
 
-def test_overlap_counts_ties_at_the_cut_off_as_hits():
-    from lexret.compare import overlap_at
-
-    exact = {"q1": [("a", 9.0), ("b", 5.0), ("c", 5.0)], "q2": [("x", 4.0)], "q3": []}
-    scores = {("q1", "a"): 9.0, ("q1", "b"): 5.0, ("q1", "c"): 5.0, ("q1", "d"): 5.0, ("q1", "e"): 1.0,
-              ("q2", "x"): 4.0, ("q2", "y"): 2.0}  # fmt: skip
-
-    def rescore(qid, hits):
-        return [(d, scores[(qid, d)]) for d, _ in hits]
-
-    # q1 at n=2: "d" ties the exact 2nd score (5) and counts; q2: one hit, the exact one; q3 is skipped
-    run = {"q1": [("a", 0.0), ("d", 0.0), ("b", 0.0)], "q2": [("x", 0.0)], "q3": [("zz", 0.0)]}
-    assert overlap_at(run, exact, rescore, n=2) == pytest.approx((2 / 2 + 1 / 1) / 2)
-    worse = {"q1": [("e", 0.0), ("a", 0.0)], "q2": [("y", 0.0)]}
-    assert overlap_at(worse, exact, rescore, n=2) == pytest.approx((1 / 2 + 0 / 1) / 2)
-    assert overlap_at({}, exact, rescore, n=3) == 0.0  # a missing query scores nothing
-    # with the system's own scores (exact systems): identical runs overlap fully
-    assert overlap_at(exact, exact, lambda q, hits: hits) == 1.0
-
-
 def test_exact_pair_scorer_recomputes_scores_from_the_stored_vectors(small_index, small_queries, vocab):
     from lexret.backends.scipy_sparse import ScipySparseBackend
     from lexret.compare import ExactPairScorer
@@ -188,3 +168,5 @@ def test_exact_pair_scorer_recomputes_scores_from_the_stored_vectors(small_index
     for qid, hits in want.items():
         zeroed = [(d, 0.0) for d, _ in hits[::-1]]
         assert scorer.rescore(qid, zeroed) == hits[::-1]
+    some = {q: [(d, 0.0) for d, _ in h] for q, h in list(want.items())[:5]}
+    assert scorer.exact_scores(some, 3) == {q: dict(h[:3]) for q, h in list(want.items())[:5]}
