@@ -12,6 +12,7 @@ from lexret.compare import (
     CompareConfig,
     Corpus,
     Encoded,
+    LazyPairScorer,
     build_systems,
     check_against_exact,
     format_records,
@@ -89,8 +90,9 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
     assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"]
     records = {s: {} for s in SYSTEMS}
     queries_f = split.sparse.slice(0, 20).top_k(8)
-    check_against_exact(records, runs, built["sparse-lucene"]["artifact"] / "docvectors.npz",
-                        [f"q{i}" for i in range(20)], queries_f, 140)  # fmt: skip
+    scorer = LazyPairScorer(built["sparse-lucene"]["artifact"] / "docvectors.npz", queries_f,
+                            [f"q{i}" for i in range(20)])  # fmt: skip
+    check_against_exact(records, runs, scorer, 140)
     exact_systems = ("sparse-lucene", "sparse-exact", "sparse-scipy", "dense-faiss-flat")
     assert all(records[s]["overlap@10_vs_exact"] == 1.0 for s in exact_systems)
     assert all(0.5 <= records[s]["overlap@10_vs_exact"] <= 1.0 for s in ("sparse-seismic", "sparse-lucene-2phase"))
