@@ -334,6 +334,35 @@ def two_phase(index: Path, ids, qdocs: SparseBatch, q: SparseBatch, qids, tokens
     return out
 
 
+def candidate_curve(qdocs: SparseBatch, q: SparseBatch, df: np.ndarray, k: int, terms: list[int],
+                    expansions: list[float]) -> dict[str, Any]:  # fmt: skip
+    """Two-phase's ceiling without Lucene: for phase 1 = the ``m`` heaviest terms (exact scores by a
+    sparse product) and ``k x e`` candidates, the tie-aware overlap@k of the rescored top-k with the
+    exact one and the postings phase 1 reads, as a share of the whole query's."""
+    dt = qdocs.to_scipy().T.tocsr().astype(np.float64)  # terms x documents
+    out: dict[str, Any] = {}
+    fulls = []
+    for i in range(len(q)):
+        idx, val = q.row(i)
+        full = np.asarray(dt[idx].T @ val.astype(np.float64)).ravel()
+        fulls.append((full, np.sort(full)[-k], float(df[idx].sum())))
+    for m in terms:
+        params = TwoPhaseParams(prune_ratio=0.0, max_terms=m)
+        for e in expansions:
+            ov, share = [], []
+            for i, (full, kth, postings) in enumerate(fulls):
+                idx, val = params.keep(*q.row(i))
+                part = np.asarray(dt[idx].T @ val.astype(np.float64)).ravel()
+                n = min(math.ceil(k * e), len(part) - 1)
+                cand = np.argpartition(-part, n)[:n]
+                cand = cand[part[cand] > 0]
+                top = cand[np.argsort(-full[cand], kind="stable")[:k]]
+                ov.append(float(np.mean(full[top] >= kth)) if kth > 0 else 1.0)
+                share.append(float(df[idx].sum()) / postings if postings else 1.0)
+            out[f"m={m} x{e:g}"] = {"overlap@10": statistics.fmean(ov), "postings_share": statistics.fmean(share)}
+    return out
+
+
 # ----- main --------------------------------------------------------------------------------------
 
 
@@ -361,7 +390,9 @@ def main() -> None:
     p.add_argument(
         "--two-phase", default=",".join(TWO_PHASE_GRID), help="prune_ratio:expansion[:max_terms],... ('' skips)"
     )
-    p.add_argument("--parts", default="breakdown,pruning,settings,two-phase")
+    p.add_argument("--parts", default="breakdown,pruning,settings,two-phase,candidates")
+    p.add_argument("--curve-terms", default="8,12,16,24", help="candidates part: heaviest terms kept")
+    p.add_argument("--curve-expansions", default="2,5,10,20", help="candidates part: k x these candidates")
     p.add_argument("--work", required=True, help="folder for the corpora's indexes (reused)")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--cache", default=None, help="synthetic distractor chunks (default: WORK/cache)")
@@ -435,6 +466,9 @@ def main() -> None:
         if "two-phase" in parts and args.two_phase:
             rec["two_phase"] = two_phase(paths["default"], ids, qdocs, q, qids, tokens, args.k, exact, qrels,
                                          parse_grid(args.two_phase), args.warmup)  # fmt: skip
+        if "candidates" in parts:
+            rec["candidates"] = candidate_curve(qdocs, q, df, args.k, [int(x) for x in args.curve_terms.split(",")],
+                                                [float(x) for x in args.curve_expansions.split(",")])  # fmt: skip
         report["sizes"][str(n)] = rec
         print_size(n, rec)
         if args.json:
@@ -462,6 +496,10 @@ def print_size(n: int, rec: dict[str, Any]) -> None:
         for name, v in rec["two_phase"].items():
             print(f"  {name:26s} {v['mean']:8.3f} {v['p50']:8.3f} {v['speedup_vs_lucene']:6.2f}x "
                   f"{v['overlap@10']:6.3f} {v.get('R@10', float('nan')):6.2f} {v['query_terms']:5.1f}")  # fmt: skip
+    if "candidates" in rec:
+        print("two-phase ceiling (exact scores, no Lucene): overlap@10 and phase-1 postings / whole query's:")
+        for name, v in rec["candidates"].items():
+            print(f"  {name:14s} {v['overlap@10']:6.3f} {v['postings_share']:6.3f}")
 
 
 if __name__ == "__main__":
