@@ -95,78 +95,17 @@ def gather(corpus: Corpus, with_dense: bool) -> tuple[list[str], SparseBatch, np
     return ids, SparseBatch.concat(parts), (np.concatenate(dense) if with_dense else None)
 
 
-def _exact_kernel():
-    """A numba term-at-a-time accumulator (the reference only; lexret's exact engine is its own)."""
-    import numba
-
-    @numba.njit(cache=False)
-    def run(d_ptr, d_doc, d_val, q_ptr, q_term, q_val, n_docs, k, max_cand, out_idx, out_cnt):
-        acc = np.zeros(n_docs, np.int64)
-        heap = np.empty(k, np.int64)
-        for qi in range(q_ptr.size - 1):
-            for j in range(q_ptr[qi], q_ptr[qi + 1]):
-                t, w = q_term[j], q_val[j]
-                for p in range(d_ptr[t], d_ptr[t + 1]):
-                    acc[d_doc[p]] += w * d_val[p]
-            # k-th largest positive score by a min-heap of size k
-            size = 0
-            for d in range(n_docs):
-                s = acc[d]
-                if s <= 0:
-                    continue
-                if size < k:
-                    heap[size] = s
-                    size += 1
-                    c = size - 1
-                    while c > 0 and heap[(c - 1) // 2] > heap[c]:
-                        heap[(c - 1) // 2], heap[c] = heap[c], heap[(c - 1) // 2]
-                        c = (c - 1) // 2
-                elif s > heap[0]:
-                    heap[0] = s
-                    c = 0
-                    while True:
-                        lo, r, m = 2 * c + 1, 2 * c + 2, c
-                        if lo < k and heap[lo] < heap[m]:
-                            m = lo
-                        if r < k and heap[r] < heap[m]:
-                            m = r
-                        if m == c:
-                            break
-                        heap[m], heap[c] = heap[c], heap[m]
-                        c = m
-            kth = heap[0] if size == k else 1
-            cnt = 0
-            for d in range(n_docs):
-                if acc[d] >= kth and acc[d] > 0 and cnt < max_cand:
-                    out_idx[qi, cnt] = d
-                    cnt += 1
-                acc[d] = 0
-            out_cnt[qi] = cnt
-
-    return run
-
-
 def exact_run(ids, qdocs: SparseBatch, qids, qint: SparseBatch, cache: Path) -> dict[str, list[tuple[str, float]]]:
-    """Exact top-10 (ties by docid, as lexret ranks), cached in ``cache`` (JSON) for reruns."""
+    """Exact top-10 (ties by docid, as lexret ranks) from lexret's exact engine, cached in ``cache``
+    (JSON) for reruns."""
     if cache.is_file():
         return {q: [tuple(h) for h in hits] for q, hits in json.loads(cache.read_text()).items()}
+    from lexret.backends.exact import ExactBackend
+
     t = time.perf_counter()
-    csc = qdocs.to_scipy().tocsc()  # postings: per term, (doc, impact)
-    max_cand = 4096  # documents tied at the 10th score beyond this are not needed for a top-10
-    out_idx = np.zeros((len(qids), max_cand), np.int64)
-    out_cnt = np.zeros(len(qids), np.int64)
-    _exact_kernel()(csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data.astype(np.int64),
-                    qint.indptr, qint.indices.astype(np.int64), qint.values.astype(np.int64), len(ids), K, max_cand,
-                    out_idx, out_cnt)  # fmt: skip
-    rank = np.empty(len(ids), np.int64)
-    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
-    q = qint.to_scipy().astype(np.float64)
-    run = {}
-    for i, qid in enumerate(qids):
-        cand = out_idx[i, : out_cnt[i]]
-        scores = np.asarray((qdocs.take(cand).to_scipy().astype(np.float64) @ q[i].T).todense()).ravel()
-        order = np.lexsort((rank[cand], -scores))[:K]
-        run[qid] = [(ids[c], float(s)) for c, s in zip(cand[order].tolist(), scores[order].tolist())]
+    engine = ExactBackend(ids, qdocs)
+    run = engine.search(qids, qint, K)
+    engine.close()
     log.info("exact top-%d of %d queries over %d documents: %.1fs", K, len(qids), len(ids), time.perf_counter() - t)
     write_json(cache, run)
     return run
