@@ -23,7 +23,7 @@ queries, for a few hundred queries one at a time on one thread:
    exact score reaches the exact 10th score) and R@10.
 
     python tools/profile_lucene.py --images CACHE/images-....npz --captions CACHE/texts-....npz \\
-        --data ../shared/flickr8k/captions.jsonl --split val --mix docs/compare/distractors.json \\
+        --data ../shared/flickr8k/captions.jsonl --split val --mix docs/compare/distractors-v7.json \\
         --sizes 100000,1000000 --queries 300 --work runs/profile --json runs/profile/profile.json
 
 Indexes are built once under ``--work`` and reused by later invocations.
