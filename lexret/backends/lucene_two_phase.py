@@ -82,7 +82,7 @@ class TwoPhaseLuceneBackend:
         self.row_of = {d: i for i, d in enumerate(docids)}
         self.indptr = docs.indptr.astype(np.int64)
         self.indices = docs.indices
-        self.values = docs.values.astype(np.int64)
+        self.values = docs.values  # integer impacts; products are taken in int64
         self.dim = docs.dim
 
     def phase1_queries(self, queries: SparseBatch) -> list[dict[str, int]]:
