@@ -95,6 +95,20 @@ def gather(corpus: Corpus, with_dense: bool) -> tuple[list[str], SparseBatch, np
     return ids, SparseBatch.concat(parts), (np.concatenate(dense) if with_dense else None)
 
 
+def time_exact(qdocs: SparseBatch, qint: SparseBatch) -> float:
+    """Queries per second of lexret's exact engine (top-10 as arrays, no Python ranking), one
+    thread, one call over all queries after a warm-up call."""
+    from lexret.backends.exact import ExactBackend
+
+    engine = ExactBackend([str(i) for i in range(len(qdocs))], qdocs)
+    engine.search_arrays(qint.slice(0, WARMUP), K)
+    t = time.perf_counter()
+    engine.search_arrays(qint, K)
+    qps = len(qint) / (time.perf_counter() - t)
+    engine.close()
+    return qps
+
+
 def exact_run(ids, qdocs: SparseBatch, qids, qint: SparseBatch, cache: Path) -> dict[str, list[tuple[str, float]]]:
     """Exact top-10 (ties by docid, as lexret ranks) from lexret's exact engine, cached in ``cache``
     (JSON) for reruns."""
@@ -181,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-threads", type=int, default=2)
     p.add_argument("--work", required=True, help="folder for indexes, synthetic chunks and exact runs")
     p.add_argument("--json", default=None, help="write the records here")
+    p.add_argument("--no-time-exact", action="store_true", help="do not time the numba exact reference")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -227,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         r10_exact = evaluate(exact, qrels, ("R@10",))["R@10"]
         print(f"exact    {size:>9,} R@10 {r10_exact:.2f}; postings per query "
               f"{postings_per_query(qdocs, qint):,.0f}", flush=True)  # fmt: skip
+        if not args.no_time_exact:
+            qps = time_exact(qdocs, qint)
+            emit({"system": "exact-numba", "corpus_size": size, "setting": "term-at-a-time reference", "ms_p50":
+                  float("nan"), "ms_mean": 1000.0 / qps, "qps_1t": qps, "overlap@10": 1.0, "R@10": r10_exact,
+                  "R@10_exact": r10_exact, "index_bytes": 0, "build_s": 0.0})  # fmt: skip
         if want_hnsw:
             run, lat, qps, nbytes, build_s = measure_hnsw(ids, dense, qids, texts.dense, hnsw, work, n_lat)
             emit({"system": "hnsw", "corpus_size": size, "setting": f"M {hnsw.m} efC {hnsw.ef_construction} "

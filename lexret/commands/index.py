@@ -48,11 +48,12 @@ def add_seismic_build_flags(p: argparse.ArgumentParser) -> None:
 
     d = SeismicBuildParams()
     g = p.add_argument_group("Seismic build (--engine seismic; defaults chosen in docs/seismic.md)")
-    g.add_argument("--n-postings", type=int, default=d.n_postings, help="postings kept per term on average")
+    g.add_argument("--n-postings", type=int, default=d.n_postings,
+                   help="postings kept per term on average (default %(default)s)")  # fmt: skip
     g.add_argument("--centroid-fraction", type=float, default=d.centroid_fraction,
-                   help="share of a posting list's documents that become block centroids")  # fmt: skip
+                   help="share of a list's documents that become block centroids (default %(default)s)")  # fmt: skip
     g.add_argument("--summary-energy", type=float, default=d.summary_energy,
-                   help="share of a block summary's weight mass kept")  # fmt: skip
+                   help="share of a block summary's weight mass kept (default %(default)s)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

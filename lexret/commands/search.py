@@ -67,10 +67,10 @@ def add_seismic_search_flags(p: argparse.ArgumentParser) -> None:
 
     d = SeismicSearchParams()
     g = p.add_argument_group("Seismic search (--backend seismic; defaults chosen in docs/seismic.md)")
-    g.add_argument("--query-cut", type=int, default=d.query_cut, help="heaviest query terms used")
+    g.add_argument("--query-cut", type=int, default=d.query_cut, help="heaviest query terms used (default %(default)s)")
     g.add_argument("--heap-factor", type=float, default=d.heap_factor,
                    help="skip a block whose summary scores below this x the k-th score, in (0, 1]; smaller: "
-                   "more accurate, slower")  # fmt: skip
+                   "more accurate, slower (default %(default)s)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
