@@ -62,6 +62,23 @@ class TrainConfig:
     # distributions the sparse scores are pulled towards (KL, both directions). "" = off.
     distill_from: str = ""
     w_distill: float = 0.0
+    # ---- inference-free text side and posting-length-aware regularisers (issue 17; training.losses)
+    # text vectors = a text's own active wordpieces x a learned per-term table initialised from IDF over
+    # the training captions; no text network at query time (lexret.model.sparse.query_vectors)
+    inference_free: bool = False
+    # df_flops: weight each term's FLOPS penalty (image side w_flops_image, text side w_flops_text) by
+    # sigmoid(df_beta * (df - df_alpha)), df = the term's running document frequency in the training
+    # images' top-k vectors (losses.DocFrequency, momentum df_momentum per step)
+    df_flops: bool = False
+    df_alpha: float = 0.02
+    df_beta: float = 100.0
+    df_momentum: float = 0.05
+    # per-image budget: an L1 penalty (weight w_budget) on the mass beyond the doc_budget heaviest terms
+    doc_budget: int = 0
+    w_budget: float = 0.0
+    # epoch selection: "val" (best val RSUM) or "last" (the final epoch; val is then only reported, so
+    # it stays a held-out figure for settings fixed beforehand)
+    select: str = "val"
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     token_drop: float = 0.0  # sparse training augmentation: hide random caption tokens from the max pool
@@ -109,6 +126,12 @@ class TrainConfig:
             raise LexretError(f"{where}: image_views is a number of cached views in [0, 16], got {cfg.image_views}")
         if not 0.0 <= cfg.ema < 1.0:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
+        if cfg.select not in ("val", "last"):
+            raise LexretError(f"{where}: select must be 'val' or 'last', got {cfg.select!r}")
+        if cfg.w_budget > 0 and cfg.doc_budget < 1:
+            raise LexretError(f"{where}: w_budget > 0 needs doc_budget: a number of terms per image")
+        if cfg.inference_free and cfg.kind != "sparse":
+            raise LexretError(f"{where}: inference_free applies to sparse models only")
         if cfg.w_distill > 0 and not cfg.distill_from:
             raise LexretError(f"{where}: w_distill > 0 needs distill_from: a dense checkpoint folder")
         from lexret.model.backbones import head_config, image_backbone_spec
