@@ -174,3 +174,31 @@ def test_inference_free_training_and_encoder(inference_free_run):
     assert "query_weights" in state
     docs = enc.encode_images([out.parent / "images" / "0.jpg"])
     assert 0 < docs.terms_per_row()[0] <= 8
+
+
+def test_cross_validation_holds_out_a_fold_of_training_images(inference_free_run):
+    from lexret.training.train import prepare_data
+
+    out, _ = inference_free_run
+    root = out.parent
+    base = dict(kind="sparse", data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"))
+    full = prepare_data(TrainConfig.from_dict(base), root / "x")
+    cv = prepare_data(TrainConfig.from_dict({**base, "cv_folds": 2, "cv_fold": 1}), root / "x")
+    assert (cv.n_train, cv.n_val) == (4, 4)  # the 8 training images; the 2 val images are left out
+    held = [1, 3, 5, 7]
+    np.testing.assert_array_equal(cv.cache.images[cv.n_train :], full.cache.images[held])
+    for j, i in enumerate(held):
+        mine = cv.cache.text_ids[cv.cap_index[cv.n_train + j]]
+        want = full.cache.text_ids[full.cap_index[i]]
+        assert sorted(map(tuple, mine.tolist())) == sorted(map(tuple, want.tolist()))
+    assert (cv.cache.caption_owner[: cv.n_train_caps] < cv.n_train).all()  # training captions come first
+    # masked copies still belong to the caption they were made from
+    orig = full.cache.text_ids[full.cache.mlm_caption]
+    lab = full.cache.mlm_labels
+    restored = np.where(lab >= 0, lab, full.cache.mlm_ids)
+    assert np.array_equal(restored[:, : orig.shape[1]], orig)
+    lab_cv = cv.cache.mlm_labels
+    restored_cv = np.where(lab_cv >= 0, lab_cv, cv.cache.mlm_ids)
+    assert np.array_equal(restored_cv, cv.cache.text_ids[cv.cache.mlm_caption])
+    with pytest.raises(LexretError):
+        TrainConfig.from_dict({**base, "cv_folds": 2, "cv_fold": 2})

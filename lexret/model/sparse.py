@@ -306,6 +306,8 @@ class SparseLexModel(nn.Module):
 
     def text_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, n_terms)`` caption vectors, what an encoder prunes (``lexret.model.ensemble`` has the same)."""
+        if self.query_weights is not None:
+            raise ValueError("an inference-free model encodes texts from wordpiece ids: use query_vectors(ids)")
         return self.encode_text_states(states, mask)[0]
 
     def image_vectors(self, patches: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,11 @@ class TrainConfig:
     # epoch selection: "val" (best val RSUM) or "last" (the final epoch; val is then only reported, so
     # it stays a held-out figure for settings fixed beforehand)
     select: str = "val"
+    # cross-validation over the training images (model selection that never reads val): cv_folds > 1
+    # holds out fold cv_fold of the training images (item i is in fold i % cv_folds) as the
+    # validation set of the run, trains on the other folds, and leaves the val split untouched
+    cv_folds: int = 0
+    cv_fold: int = 0
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     token_drop: float = 0.0  # sparse training augmentation: hide random caption tokens from the max pool
@@ -126,6 +131,8 @@ class TrainConfig:
             raise LexretError(f"{where}: image_views is a number of cached views in [0, 16], got {cfg.image_views}")
         if not 0.0 <= cfg.ema < 1.0:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
+        if cfg.cv_folds == 1 or cfg.cv_folds < 0 or (cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds):
+            raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds")
         if cfg.select not in ("val", "last"):
             raise LexretError(f"{where}: select must be 'val' or 'last', got {cfg.select!r}")
         if cfg.w_budget > 0 and cfg.doc_budget < 1:

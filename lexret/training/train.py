@@ -87,7 +87,22 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
     if cfg.image_views > 0:
         # like the MLM masks, the views belong to the cache (seed 0), not to a run: other seeds reuse them
         views = np.ascontiguousarray(image_views(tr, cache.folder, cfg.image_backbone, cfg.image_views))
+    if cfg.cv_folds > 1:
+        return cross_validation_data(cache, len(tr), views, cfg.cv_folds, cfg.cv_fold)
     return Data(cache, len(tr), len(va), views)
+
+
+def cross_validation_data(cache: FeatureCache, n_train: int, views: np.ndarray | None, folds: int, fold: int) -> Data:
+    """Training data of one cross-validation fold: training item ``i`` is held out (the run's
+    validation set) when ``i % folds == fold``; the val split is left out entirely."""
+    idx = np.arange(n_train)
+    held = idx[idx % folds == fold]
+    rest = idx[idx % folds != fold]
+    if held.size < 2 or rest.size < 2:
+        raise LexretError(f"cv_folds={folds} leaves too few training items ({n_train}) in a fold")
+    log.info("cross-validation fold %d of %d: %d train / %d held-out images", fold, folds, rest.size, held.size)
+    sub = cache.reordered(np.concatenate([rest, held]))
+    return Data(sub, rest.size, held.size, None if views is None else views[rest])
 
 
 def image_batch(data: Data, bi: np.ndarray, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
