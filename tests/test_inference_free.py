@@ -202,3 +202,17 @@ def test_cross_validation_holds_out_a_fold_of_training_images(inference_free_run
     assert np.array_equal(restored_cv, cv.cache.text_ids[cv.cache.mlm_caption])
     with pytest.raises(LexretError):
         TrainConfig.from_dict({**base, "cv_folds": 2, "cv_fold": 2})
+
+
+def test_minutes_schedule_decays_with_wall_time():
+    from lexret.training.train import _lr_lambda
+
+    now = [100.0]
+    cfg = TrainConfig.from_dict({"schedule": "minutes", "max_minutes": 10.0, "warmup_steps": 2})
+    f = _lr_lambda(cfg, total=1000, clock=lambda: now[0])
+    assert f(0) == pytest.approx(0.5)  # warm-up by steps
+    assert f(5) == pytest.approx(1.0)
+    now[0] += 300.0  # half of max_minutes
+    assert f(6) == pytest.approx(0.5)
+    now[0] += 600.0
+    assert f(7) == pytest.approx(0.0)

@@ -1,9 +1,10 @@
 """Postings a caption query reads at 1M images, estimated from document frequencies, and val quality,
 for each caption top-k: a quick model-side check of issue 17 without building a 1M index.
 
-The image collection is every image of a training feature cache (``lexret train``'s
+The image collection is the val images of a training feature cache (``lexret train``'s
 ``.feature-cache/<key>/images.npy``: train images then val images, as the cache was built from
-``--data``), encoded with the model from the cached backbone features. A term held by a share
+``--data``; ``--df-over all`` takes the training images too), encoded with the model from the
+cached backbone features. A term held by a share
 ``df_t`` of those images is assumed to hold ``df_t * 1M`` postings at 1M images (``lexret compare``
 builds its synthetic distractors from real image vectors, so their term shares follow the real ones);
 a query reads the postings of each of its terms: ``postings = sum_{t in q} df_t * 1M``. Quality is
@@ -47,9 +48,10 @@ def encode_cached_images(enc: SparseEncoder, images: np.ndarray, batch: int = 25
 
 
 def measure(enc: SparseEncoder, images: SparseBatch, n_train: int, captions: list[str], owner: np.ndarray,
-            ks: list[int]) -> list[dict]:  # fmt: skip
-    df = np.bincount(images.indices, minlength=images.dim) / len(images)
+            ks: list[int], df_over: str = "val") -> list[dict]:  # fmt: skip
     val_img = images.slice(n_train, len(images))
+    coll = val_img if df_over == "val" else images
+    df = np.bincount(coll.indices, minlength=images.dim) / len(coll)
     full = enc.encode_texts(captions, top_k=0, batch_size=256)
     rows = []
     for k in ks:
@@ -61,7 +63,8 @@ def measure(enc: SparseEncoder, images: SparseBatch, n_train: int, captions: lis
                 "model_id": enc.model_id,
                 "top_k_text": k,
                 "terms_per_caption": float(q.terms_per_row().mean()),
-                "terms_per_image": float(images.terms_per_row().mean()),
+                "terms_per_image": float(val_img.terms_per_row().mean()),
+                "df_over": df_over,
                 "postings_per_query_1m": float(per_query.mean() * AT),
                 **{key: round(v, 2) for key, v in m.items()},
             }
@@ -75,6 +78,7 @@ def main() -> int:
     ap.add_argument("--cache", required=True, help="feature cache folder holding images.npy and meta.json")
     ap.add_argument("--model", action="append", required=True, help="sparse checkpoint folder (repeatable)")
     ap.add_argument("--top-k-text", type=int, nargs="+", default=[32], help="caption top-k values to sweep")
+    ap.add_argument("--df-over", choices=("val", "all"), default="val", help="images the df are counted over")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -88,8 +92,9 @@ def main() -> int:
     out = []
     for path in args.model:
         enc = SparseEncoder.from_pretrained(path)
-        vecs = encode_cached_images(enc, images)
-        for r in measure(enc, vecs, len(train.items), val.captions, owner, args.top_k_text):
+        n_train = 0 if args.df_over == "val" else len(train.items)
+        vecs = encode_cached_images(enc, images[len(train.items) - n_train :])
+        for r in measure(enc, vecs, n_train, val.captions, owner, args.top_k_text, args.df_over):
             out.append(r)
             print(
                 f"{r['model_id']:<40} k_text {r['top_k_text']:>3}  terms/cap {r['terms_per_caption']:5.2f}  "

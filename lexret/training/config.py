@@ -30,6 +30,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     max_minutes: float = 60.0
+    # learning-rate decay: "steps" (cosine over epochs x steps) or "minutes" (cosine over max_minutes of
+    # wall time; training ends at the first epoch end past max_minutes, epochs is then an upper bound)
+    schedule: str = "steps"
     eval_every: int = 1  # epochs
     limit_items: int = 0  # 0 = all (tests use a few)
     # training pairs: "image" (each epoch every image once, a random caption of it) or "caption"
@@ -133,6 +136,8 @@ class TrainConfig:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
         if cfg.cv_folds == 1 or cfg.cv_folds < 0 or (cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds):
             raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds")
+        if cfg.schedule not in ("steps", "minutes"):
+            raise LexretError(f"{where}: schedule must be 'steps' or 'minutes', got {cfg.schedule!r}")
         if cfg.select not in ("val", "last"):
             raise LexretError(f"{where}: select must be 'val' or 'last', got {cfg.select!r}")
         if cfg.w_budget > 0 and cfg.doc_budget < 1:

@@ -223,11 +223,18 @@ def flip_patch_grid(patches: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     return torch.where(which.view(b, 1, 1), flipped, patches)
 
 
-def _lr_lambda(cfg: TrainConfig, total: int):
+def _lr_lambda(cfg: TrainConfig, total: int, clock=time.time):
+    """Linear warm-up over ``warmup_steps``, then cosine decay over the remaining steps, or with
+    ``schedule: minutes`` over the remaining share of ``max_minutes`` (for a machine of unknown speed)."""
+    start = clock()
+
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        if cfg.schedule == "minutes":
+            p = (clock() - start) / (60.0 * cfg.max_minutes)
+        else:
+            p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     return f
