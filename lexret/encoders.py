@@ -14,6 +14,7 @@ import here.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -153,6 +154,7 @@ class SparseEncoder(_Base):
         # inference-free model (issue 17): a text is its own wordpieces x a learned per-term table
         self.inference_free: bool = getattr(self.model, "query_weights", None) is not None
         self._query_table: np.ndarray | None = None
+        self._backend = None
         if self.inference_free:
             import torch
 
@@ -174,27 +176,43 @@ class SparseEncoder(_Base):
             raise LexretError(f"{self.path} encodes texts with a network; it has no inference-free weight table")
         return self._query_table
 
+    @property
+    def _wordpieces(self):
+        """The tokenizer's Rust backend, truncating as the text backbone does (no padding): the
+        inference-free path calls it directly, skipping the Python tokenizer wrapper."""
+        if self._backend is None:
+            from lexret.model.backbones import TEXT_MAX_LEN
+
+            backend = copy.deepcopy(self.tokenizer.backend_tokenizer)
+            backend.no_padding()
+            backend.enable_truncation(TEXT_MAX_LEN)
+            self._backend = backend
+        return self._backend
+
     def _lookup_texts(self, texts: Sequence[str], k: int) -> SparseBatch:
         """Inference-free text vectors: tokenizer + table lookup, no model. Each distinct wordpiece of a
-        text gets its table weight; the ``k`` heaviest are kept and normalised as the model does."""
-        from lexret.model.backbones import TEXT_MAX_LEN
-
+        text gets its table weight; the ``k`` heaviest are kept and normalised as the model does.
+        Empty texts give empty rows."""
         table = self.query_weights()
-        tok = self.tokenizer(list(texts), truncation=True, max_length=TEXT_MAX_LEN)["input_ids"]
-        rows = []
-        for text, ids in zip(texts, tok):
-            ids = np.unique(np.asarray(ids, dtype=np.int64)) if text.strip() else np.zeros(0, np.int64)
+        encoded = self._wordpieces.encode_batch([t if t.strip() else "" for t in texts])
+        indptr = np.zeros(len(texts) + 1, np.int64)
+        idx_parts, val_parts = [], []
+        for i, enc in enumerate(encoded):
+            ids = np.unique(np.asarray(enc.ids, dtype=np.int64))
             w = table[ids]
             keep = w > 0
             ids, w = ids[keep], w[keep]
             if k and ids.size > k:
-                top = np.argsort(-w, kind="stable")[:k]
+                top = np.sort(np.argsort(-w, kind="stable")[:k])
                 ids, w = ids[top], w[top]
             if self._normalize and w.size:
-                w = w * (self._scale / max(float(np.linalg.norm(w)), 1e-12))
-            order = np.argsort(ids)
-            rows.append((ids[order], w[order].astype(np.float32)))
-        return SparseBatch.from_rows(rows, len(self.vocab))
+                w = w * (self._scale / max(float(np.sqrt(np.dot(w, w))), 1e-12))
+            idx_parts.append(ids)
+            val_parts.append(w)
+            indptr[i + 1] = indptr[i] + ids.size
+        indices = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
+        values = np.concatenate(val_parts).astype(np.float32) if val_parts else np.zeros(0, np.float32)
+        return SparseBatch(indptr, indices.astype(np.int32), values, len(self.vocab))
 
     def _to_batch(self, vecs: np.ndarray, k: int) -> SparseBatch:
         rows = []
@@ -251,9 +269,10 @@ class SparseEncoder(_Base):
             if not isinstance(t, str):
                 raise LexretError(f"text {i} is a {type(t).__name__}, not a string")
         if self.inference_free:
+            if len(texts) <= batch_size:  # one query: no progress bar, no concatenation
+                return self._lookup_texts(texts, k)
             return SparseBatch.concat(
-                [SparseBatch.empty(0, len(self.vocab))]
-                + [
+                [
                     self._lookup_texts(texts[a : a + batch_size], k)
                     for a in _batches(len(texts), batch_size, progress, "encoding texts")
                 ]
