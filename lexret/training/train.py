@@ -618,7 +618,8 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
         rec.update(
             epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature().detach())
         )
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        out_of_time = (time.time() - t0) / 60 > cfg.max_minutes and epoch < cfg.epochs
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:  # the last epoch is always evaluated
             if ema is None:
                 rec["val"] = trainer.evaluate()
             else:
@@ -642,7 +643,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
             val.get("rsum", float("nan")),
             " ".join(f"{k}={v:.1f}" for k, v in val.items() if k.startswith("terms") or k.startswith("term_")),
         )
-        if (time.time() - t0) / 60 > cfg.max_minutes and epoch < cfg.epochs:
+        if out_of_time:
             log.warning("stopping after epoch %d: max_minutes=%.0f reached", epoch, cfg.max_minutes)
             stopped_early = True
             break
