@@ -4,6 +4,7 @@ regularisers (DF-FLOPS, per-document budget) of issue 17."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,3 +217,31 @@ def test_minutes_schedule_decays_with_wall_time():
     assert f(6) == pytest.approx(0.5)
     now[0] += 600.0
     assert f(7) == pytest.approx(0.0)
+
+
+SHIPPED_IF = Path(__file__).resolve().parents[1] / "lexret" / "checkpoints" / "sparse-if"
+SAMPLE = Path(__file__).resolve().parents[1] / "lexret" / "resources" / "flickr8k_sample" / "captions.jsonl"
+
+
+def test_shipped_inference_free_model_encodes_the_sample():
+    from lexret.data import load_captions
+
+    enc = SparseEncoder.from_pretrained(SHIPPED_IF)
+    assert enc.inference_free and enc.model_id == "lexret-sparse-if-lite0-v1-fp16"
+    coll = load_captions(SAMPLE, limit=3)
+    docs = enc.encode_images([it.image for it in coll.items])
+    assert np.all(docs.terms_per_row() > 0) and np.all(docs.terms_per_row() <= 48)
+    q = enc.encode_texts(coll.captions)
+    assert enc._text is None  # captions never went through a network
+    table = enc.query_weights()
+    tok = text_tokenizer()
+    for i, cap in enumerate(coll.captions):
+        own = set(tok(cap, truncation=True, max_length=48)["input_ids"])
+        want = sorted(t for t in own if table[t] > 0)
+        idx, val = q.row(i)
+        assert idx.tolist() == want  # a caption's terms are exactly its own weighted wordpieces
+        np.testing.assert_allclose(val, table[idx] * 5.0 / np.linalg.norm(table[idx]), rtol=1e-5)
+    # image -> text scores the same caption vectors as documents: each image shares terms with its own captions
+    scores = (docs.to_scipy() @ q.to_scipy().T).toarray()
+    owner = np.repeat(np.arange(len(coll.items)), [len(it.captions) for it in coll.items])
+    assert all(scores[i, owner == i].max() > 0 for i in range(len(coll.items)))
