@@ -14,6 +14,7 @@ import here.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -150,6 +151,68 @@ class SparseEncoder(_Base):
         self._active = self.model.active.numpy()
         self._normalize = bool(self.config.get("normalize", False))
         self._scale = float(self.config.get("output_scale", 1.0))
+        # inference-free model (issue 17): a text is its own wordpieces x a learned per-term table
+        self.inference_free: bool = getattr(self.model, "query_weights", None) is not None
+        self._query_table: np.ndarray | None = None
+        self._backend = None
+        if self.inference_free:
+            import torch
+
+            with torch.no_grad():
+                table = np.zeros(len(self.vocab), dtype=np.float32)
+                table[self._active] = self.model.query_table().float().numpy()
+            self._query_table = table
+
+    @property
+    def tokenizer(self):
+        """The wordpiece tokenizer (loaded without the text model)."""
+        from lexret.model.backbones import text_tokenizer
+
+        return text_tokenizer()
+
+    def query_weights(self) -> np.ndarray:
+        """``(vocab size,)`` weight of each wordpiece in an inference-free text vector (0: never used)."""
+        if self._query_table is None:
+            raise LexretError(f"{self.path} encodes texts with a network; it has no inference-free weight table")
+        return self._query_table
+
+    @property
+    def _wordpieces(self):
+        """The tokenizer's Rust backend, truncating as the text backbone does (no padding): the
+        inference-free path calls it directly, skipping the Python tokenizer wrapper."""
+        if self._backend is None:
+            from lexret.model.backbones import TEXT_MAX_LEN
+
+            backend = copy.deepcopy(self.tokenizer.backend_tokenizer)
+            backend.no_padding()
+            backend.enable_truncation(TEXT_MAX_LEN)
+            self._backend = backend
+        return self._backend
+
+    def _lookup_texts(self, texts: Sequence[str], k: int) -> SparseBatch:
+        """Inference-free text vectors: tokenizer + table lookup, no model. Each distinct wordpiece of a
+        text gets its table weight; the ``k`` heaviest are kept and normalised as the model does.
+        Empty texts give empty rows."""
+        table = self.query_weights()
+        encoded = self._wordpieces.encode_batch([t if t.strip() else "" for t in texts])
+        indptr = np.zeros(len(texts) + 1, np.int64)
+        idx_parts, val_parts = [], []
+        for i, enc in enumerate(encoded):
+            ids = np.unique(np.asarray(enc.ids, dtype=np.int64))
+            w = table[ids]
+            keep = w > 0
+            ids, w = ids[keep], w[keep]
+            if k and ids.size > k:
+                top = np.sort(np.argsort(-w, kind="stable")[:k])
+                ids, w = ids[top], w[top]
+            if self._normalize and w.size:
+                w = w * (self._scale / max(float(np.sqrt(np.dot(w, w))), 1e-12))
+            idx_parts.append(ids)
+            val_parts.append(w)
+            indptr[i + 1] = indptr[i] + ids.size
+        indices = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int64)
+        values = np.concatenate(val_parts).astype(np.float32) if val_parts else np.zeros(0, np.float32)
+        return SparseBatch(indptr, indices.astype(np.int32), values, len(self.vocab))
 
     def _to_batch(self, vecs: np.ndarray, k: int) -> SparseBatch:
         rows = []
@@ -180,13 +243,15 @@ class SparseEncoder(_Base):
     @property
     def max_text_len(self) -> int:
         """Wordpieces the text backbone reads, ``[CLS]`` and ``[SEP]`` included; longer texts are cut."""
-        return int(self.text_backbone.max_len)
+        from lexret.model.backbones import TEXT_MAX_LEN
+
+        return TEXT_MAX_LEN
 
     def truncated(self, texts: Sequence[str]) -> list[int]:
         """Positions of the texts longer than :attr:`max_text_len` wordpieces: only their first
         ``max_text_len - 2`` wordpieces are encoded."""
         n = self.max_text_len
-        tok = self.text_backbone.tokenizer(list(texts), truncation=True, max_length=n + 1)
+        tok = self.tokenizer(list(texts), truncation=True, max_length=n + 1)
         return [i for i, ids in enumerate(tok["input_ids"]) if len(ids) > n]
 
     def encode_texts(
@@ -203,6 +268,15 @@ class SparseEncoder(_Base):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise LexretError(f"text {i} is a {type(t).__name__}, not a string")
+        if self.inference_free:
+            if len(texts) <= batch_size:  # one query: no progress bar, no concatenation
+                return self._lookup_texts(texts, k)
+            return SparseBatch.concat(
+                [
+                    self._lookup_texts(texts[a : a + batch_size], k)
+                    for a in _batches(len(texts), batch_size, progress, "encoding texts")
+                ]
+            )
         parts = [SparseBatch.empty(0, len(self.vocab))]
         with torch.inference_mode():
             for a in _batches(len(texts), batch_size, progress, "encoding texts"):
@@ -324,8 +398,15 @@ def encode_images_both(
 def encode_texts_both(
     texts: Sequence[str], sparse: SparseEncoder, dense: DenseEncoder, batch_size: int = 64, progress: bool = False
 ) -> tuple[SparseBatch, np.ndarray]:
-    """Encode texts with both models, running the shared frozen text backbone once per batch."""
+    """Encode texts with both models, running the shared frozen text backbone once per batch (an
+    inference-free sparse model needs only its tokenizer)."""
     import torch
+
+    if sparse.inference_free:
+        return (
+            sparse.encode_texts(texts, batch_size=batch_size, progress=progress),
+            dense.encode_texts(texts, batch_size=batch_size, progress=progress),
+        )
 
     dense._text = sparse.text_backbone
     sp = [SparseBatch.empty(0, len(sparse.vocab))]

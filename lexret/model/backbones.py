@@ -157,6 +157,17 @@ class ImageBackbone(nn.Module):
         return x.flatten(2).transpose(1, 2).contiguous()
 
 
+@cache
+def text_tokenizer():
+    """MiniLM's (bert-base-uncased) wordpiece tokenizer alone, without the model: all that an
+    inference-free sparse model needs at query time."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+
+
 class TextBackbone(nn.Module):
     """all-MiniLM-L6-v2 token states: ``texts -> (B, L, 384)`` plus ids and mask."""
 

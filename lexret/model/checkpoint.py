@@ -129,6 +129,8 @@ def load_model(path: Path):
     if cfg["kind"] == "sparse":
         from lexret.model.sparse import SparseLexModel, SparseModelConfig
 
+        heads["inference_free"] = bool(cfg.get("inference_free")) or bool(heads.get("inference_free"))
+
         model = SparseLexModel(SparseModelConfig(**heads), word_embeddings(), state["active"])
     else:
         from lexret.model.dense import DenseModel, DenseModelConfig

@@ -52,6 +52,9 @@ class SparseModelConfig:
     # the sentence-level view the dense baseline's text side is built on, pooled with the tokens so
     # that a caption can weight words it does not contain.
     text_global_hidden: int = 0
+    # Inference-free text side (issue 17): a text's vector is its own active wordpieces, each weighted by
+    # a learned per-term table (``query_weights``, relu'd), with no network at query time.
+    inference_free: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,6 +214,11 @@ class SparseLexModel(nn.Module):
                 nn.Linear(cfg.text_global_hidden, d),
             )
         self.decoder = WeakDecoder(cfg, n)
+        to_active = torch.full((E.shape[0],), -1, dtype=torch.long)
+        to_active[self.active] = torch.arange(n)
+        self.register_buffer("to_active", to_active, persistent=False)
+        # per-term query weights of an inference-free model (trainer: initialised from IDF)
+        self.query_weights = nn.Parameter(torch.ones(n)) if cfg.inference_free else None
         self.log_inv_temp = nn.Parameter(torch.tensor(float(-torch.log(torch.tensor(cfg.init_temperature)))))
 
     @property
@@ -278,8 +286,28 @@ class SparseLexModel(nn.Module):
         mx = max_tied_logits(z, self.image_E, self.image_head.bias, None if keep is None else self.with_global(keep))
         return torch.log1p(torch.relu(mx)), mx
 
+    def query_table(self) -> torch.Tensor:
+        """``(n_terms,)`` non-negative weight of each active term in an inference-free text vector."""
+        if self.query_weights is None:
+            raise ValueError("query_table: this model has a text encoder, not an inference-free table")
+        return torch.relu(self.query_weights)
+
+    def query_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Inference-free text vectors ``(B, n_terms)`` from wordpiece ids ``(B, L)`` (0 = padding): each
+        active wordpiece of a text, counted once, gets its :meth:`query_table` weight; other
+        wordpieces (stopwords, punctuation, special and unseen tokens) get nothing."""
+        idx = self.to_active[ids]
+        hit = (idx >= 0) & (ids > 0)
+        rows = torch.arange(ids.shape[0]).unsqueeze(1).expand_as(ids)[hit]
+        cols = idx[hit]
+        present = torch.zeros((ids.shape[0], self.n_terms))
+        present[rows, cols] = 1.0
+        return present * self.query_table()
+
     def text_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, n_terms)`` caption vectors, what an encoder prunes (``lexret.model.ensemble`` has the same)."""
+        if self.query_weights is not None:
+            raise ValueError("an inference-free model encodes texts from wordpiece ids: use query_vectors(ids)")
         return self.encode_text_states(states, mask)[0]
 
     def image_vectors(self, patches: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,30 @@ class FeatureCache:
         self.mlm_labels = np.load(folder / "mlm_labels.npy")
         self.mlm_caption = np.load(folder / "mlm_caption.npy")
 
+    def reordered(self, order: np.ndarray) -> FeatureCache:
+        """A copy (in memory) whose item ``i`` is this cache's item ``order[i]``, with the captions
+        regrouped in the new item order (so the captions of the first items still come first, as
+        :class:`lexret.training.train.Data` expects) and the masked copies pointing at them."""
+        import copy
+
+        order = np.asarray(order, dtype=np.int64)
+        per_item = [np.nonzero(self.caption_owner == i)[0] for i in range(self.images.shape[0])]
+        cap_order = np.concatenate([per_item[i] for i in order])
+        new = copy.copy(self)
+        new.images = np.ascontiguousarray(self.images[order])
+        new.text_states = np.ascontiguousarray(self.text_states[cap_order])
+        new.text_ids = self.text_ids[cap_order]
+        new.caption_owner = np.repeat(np.arange(order.size), [per_item[i].size for i in order]).astype(np.int32)
+        cap_new = np.full(self.caption_owner.size, -1, dtype=np.int64)
+        cap_new[cap_order] = np.arange(cap_order.size)
+        keep = cap_new[self.mlm_caption] >= 0
+        new.mlm_caption = cap_new[self.mlm_caption[keep]].astype(np.int32)
+        new.mlm_states = np.ascontiguousarray(self.mlm_states[keep])
+        new.mlm_ids = self.mlm_ids[keep]
+        new.mlm_labels = self.mlm_labels[keep]
+        new.meta = {**self.meta, "n_items": int(order.size), "n_captions": int(cap_order.size)}
+        return new
+
     def load_to_memory(self) -> FeatureCache:
         self.images = np.ascontiguousarray(self.images)
         self.text_states = np.ascontiguousarray(self.text_states)

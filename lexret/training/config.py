@@ -30,6 +30,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     max_minutes: float = 60.0
+    # learning-rate decay: "steps" (cosine over epochs x steps) or "minutes" (cosine over max_minutes of
+    # wall time; training ends at the first epoch end past max_minutes, epochs is then an upper bound)
+    schedule: str = "steps"
     eval_every: int = 1  # epochs
     limit_items: int = 0  # 0 = all (tests use a few)
     # training pairs: "image" (each epoch every image once, a random caption of it) or "caption"
@@ -62,6 +65,28 @@ class TrainConfig:
     # distributions the sparse scores are pulled towards (KL, both directions). "" = off.
     distill_from: str = ""
     w_distill: float = 0.0
+    # ---- inference-free text side and posting-length-aware regularisers (issue 17; training.losses)
+    # text vectors = a text's own active wordpieces x a learned per-term table initialised from IDF over
+    # the training captions; no text network at query time (lexret.model.sparse.query_vectors)
+    inference_free: bool = False
+    # df_flops: weight each term's FLOPS penalty (image side w_flops_image, text side w_flops_text) by
+    # sigmoid(df_beta * (df - df_alpha)), df = the term's running document frequency in the training
+    # images' top-k vectors (losses.DocFrequency, momentum df_momentum per step)
+    df_flops: bool = False
+    df_alpha: float = 0.02
+    df_beta: float = 100.0
+    df_momentum: float = 0.05
+    # per-image budget: an L1 penalty (weight w_budget) on the mass beyond the doc_budget heaviest terms
+    doc_budget: int = 0
+    w_budget: float = 0.0
+    # epoch selection: "val" (best val RSUM) or "last" (the final epoch; val is then only reported, so
+    # it stays a held-out figure for settings fixed beforehand)
+    select: str = "val"
+    # cross-validation over the training images (model selection that never reads val): cv_folds > 1
+    # holds out fold cv_fold of the training images (item i is in fold i % cv_folds) as the
+    # validation set of the run, trains on the other folds, and leaves the val split untouched
+    cv_folds: int = 0
+    cv_fold: int = 0
     # ---- dense
     patch_drop: float = 0.0  # training augmentation: hide random patches (dense: from the mean pool)
     token_drop: float = 0.0  # sparse training augmentation: hide random caption tokens from the max pool
@@ -109,6 +134,16 @@ class TrainConfig:
             raise LexretError(f"{where}: image_views is a number of cached views in [0, 16], got {cfg.image_views}")
         if not 0.0 <= cfg.ema < 1.0:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
+        if cfg.cv_folds == 1 or cfg.cv_folds < 0 or (cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds):
+            raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds")
+        if cfg.schedule not in ("steps", "minutes"):
+            raise LexretError(f"{where}: schedule must be 'steps' or 'minutes', got {cfg.schedule!r}")
+        if cfg.select not in ("val", "last"):
+            raise LexretError(f"{where}: select must be 'val' or 'last', got {cfg.select!r}")
+        if cfg.w_budget > 0 and cfg.doc_budget < 1:
+            raise LexretError(f"{where}: w_budget > 0 needs doc_budget: a number of terms per image")
+        if cfg.inference_free and cfg.kind != "sparse":
+            raise LexretError(f"{where}: inference_free applies to sparse models only")
         if cfg.w_distill > 0 and not cfg.distill_from:
             raise LexretError(f"{where}: w_distill > 0 needs distill_from: a dense checkpoint folder")
         from lexret.model.backbones import head_config, image_backbone_spec

@@ -32,6 +32,19 @@ from lexret.training.evaluate import (
     term_precision,
     top_terms,
 )
+from lexret.training.losses import (  # noqa: F401  (info_nce, distill_loss, ...: kept importable from here)
+    DocFrequency,
+    budget_penalty,
+    df_flops,
+    df_weights,
+    distill_loss,
+    flops,
+    idf_table,
+    info_nce,
+    mask_logits,
+    same_image_mask,
+    topk_mask,
+)
 from lexret.vocab import default_vocabulary
 
 log = logging.getLogger(__name__)
@@ -74,7 +87,22 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
     if cfg.image_views > 0:
         # like the MLM masks, the views belong to the cache (seed 0), not to a run: other seeds reuse them
         views = np.ascontiguousarray(image_views(tr, cache.folder, cfg.image_backbone, cfg.image_views))
+    if cfg.cv_folds > 1:
+        return cross_validation_data(cache, len(tr), views, cfg.cv_folds, cfg.cv_fold)
     return Data(cache, len(tr), len(va), views)
+
+
+def cross_validation_data(cache: FeatureCache, n_train: int, views: np.ndarray | None, folds: int, fold: int) -> Data:
+    """Training data of one cross-validation fold: training item ``i`` is held out (the run's
+    validation set) when ``i % folds == fold``; the val split is left out entirely."""
+    idx = np.arange(n_train)
+    held = idx[idx % folds == fold]
+    rest = idx[idx % folds != fold]
+    if held.size < 2 or rest.size < 2:
+        raise LexretError(f"cv_folds={folds} leaves too few training items ({n_train}) in a fold")
+    log.info("cross-validation fold %d of %d: %d train / %d held-out images", fold, folds, rest.size, held.size)
+    sub = cache.reordered(np.concatenate([rest, held]))
+    return Data(sub, rest.size, held.size, None if views is None else views[rest])
 
 
 def image_batch(data: Data, bi: np.ndarray, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -145,13 +173,6 @@ class DenseTeacher:
         )
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) over each row (image -> captions) and each column (caption -> images)."""
-    rows = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
-    cols = F.kl_div(F.log_softmax(student.T, 1), F.log_softmax(teacher.T, 1), log_target=True, reduction="batchmean")
-    return 0.5 * (rows + cols)
-
-
 def _batches(n: int, bs: int, rng: np.random.Generator, drop_last: bool = True):
     perm = rng.permutation(n)
     stop = n - bs + 1 if drop_last and n >= bs else n
@@ -202,49 +223,35 @@ def flip_patch_grid(patches: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     return torch.where(which.view(b, 1, 1), flipped, patches)
 
 
-def _lr_lambda(cfg: TrainConfig, total: int):
+def _lr_lambda(cfg: TrainConfig, total: int, clock=time.time):
+    """Linear warm-up over ``warmup_steps``, then cosine decay over the remaining steps, or with
+    ``schedule: minutes`` over the remaining share of ``max_minutes`` (for a machine of unknown speed)."""
+    start = clock()
+
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        if cfg.schedule == "minutes":
+            p = (clock() - start) / (60.0 * cfg.max_minutes)
+        else:
+            p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     return f
 
 
-def same_image_mask(items: np.ndarray) -> torch.Tensor | None:
-    """``(B, B)`` True where pair ``i``'s image is pair ``j``'s too (``i != j``); None if all differ."""
-    it = torch.from_numpy(np.asarray(items, dtype=np.int64))
-    same = (it[:, None] == it[None, :]) & ~torch.eye(len(it), dtype=torch.bool)
-    return same if bool(same.any()) else None
-
-
-def mask_logits(logits: torch.Tensor, same: torch.Tensor | None) -> torch.Tensor:
-    """Take the other pairs of the same image out of the in-batch softmax (they are not negatives)."""
-    return logits if same is None else logits.masked_fill(same, -1e4)
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temp: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric InfoNCE of row ``i`` of ``a`` with row ``i`` of ``b``; ``same`` (see
-    :func:`same_image_mask`) removes duplicate images from the negatives."""
-    logits = mask_logits(a @ b.T / temp, same)
-    tgt = torch.arange(a.shape[0])
-    return 0.5 * (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt))
-
-
-def flops(v: torch.Tensor) -> torch.Tensor:
-    return (v.abs().mean(0) ** 2).sum()
-
-
-def topk_mask(v: torch.Tensor, k: int) -> torch.Tensor:
-    if k <= 0 or k >= v.shape[1]:
-        return v
-    thr = v.topk(k, dim=1).values[:, -1:]
-    return v * (v >= thr)
-
-
 # ------------------------------------------------------------------------------------------------
 # sparse
+
+
+POSTINGS_AT = 1_000_000  # collection size of the postings estimate (the issue's 1M-image target)
+
+
+def postings_per_query(images: np.ndarray, queries: np.ndarray, n_docs: int) -> float:
+    """Mean postings a query reads in a collection of ``n_docs`` images whose terms have the document
+    frequencies of ``images`` (rows = image vectors): ``mean_q sum_{t in q} df_t * n_docs``."""
+    df = (images > 0).mean(0)
+    return float(((queries > 0) @ df).mean() * n_docs)
 
 
 class SparseTrainer:
@@ -255,10 +262,17 @@ class SparseTrainer:
         train_caps = np.concatenate(data.captions_of(np.arange(data.n_train)))
         active = active_terms([c.text_ids[train_caps]], vocab.tokens, cfg.min_term_count)
         log.info("sparse model emits %d active terms (content wordpieces of training captions)", active.size)
-        heads = SparseModelConfig(**head_config("sparse", cfg.model, cfg.image_backbone))
-        self.model = SparseLexModel(heads, word_embeddings(), torch.from_numpy(active))
+        heads = head_config("sparse", cfg.model, cfg.image_backbone)
+        heads["inference_free"] = cfg.inference_free or bool(heads.get("inference_free"))
+        self.model = SparseLexModel(SparseModelConfig(**heads), word_embeddings(), torch.from_numpy(active))
         self.to_active = torch.full((len(vocab),), -100, dtype=torch.long)
         self.to_active[self.model.active] = torch.arange(active.size)
+        if self.model.query_weights is not None:
+            idf = idf_table(c.text_ids[train_caps], self.model.to_active.numpy(), self.model.n_terms)
+            with torch.no_grad():
+                self.model.query_weights.copy_(torch.from_numpy(idf))
+            log.info("inference-free text side: query table from IDF over %d training captions", train_caps.size)
+        self.doc_freq = DocFrequency(self.model.n_terms, cfg.df_momentum) if cfg.df_flops else None
         # term_precision@10 judges content with lexret.text's list, the one `lexret eval` uses; the
         # model's emission filter (lexret.model.terms) is NLTK's, which keeps e.g. 'two' and 'near'
         self.content = np.array([is_content_term(t) for t in vocab.tokens], dtype=bool)
@@ -385,7 +399,10 @@ class SparseTrainer:
             drop = (torch.rand(mask.shape, generator=gen) < cfg.token_drop) & mask
             drop[:, 0] = False  # [CLS] stays: no caption loses every token
             tmask = mask & ~drop
-        tv, tmx = m.encode_text_states(states, tmask)
+        if m.query_weights is not None:
+            tv, tmx = m.query_vectors(ids), None
+        else:
+            tv, tmx = m.encode_text_states(states, tmask)
         ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
         ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)
         losses = {"contrastive": info_nce(ivn, tvn, m.temperature(), same)}
@@ -394,10 +411,13 @@ class SparseTrainer:
                 mask_logits(ivn @ tvn.T / m.temperature(), same), mask_logits(self.teacher.logits(bi, caps), same)
             )
         ramp = min(1.0, (step / max(1, cfg.flops_warmup_steps))) ** 2
-        fi = flops(ivn if cfg.flops_on_normalized else iv)
-        ft = flops(tvn if cfg.flops_on_normalized else tv)
-        losses["flops_image"], losses["flops_text"] = fi, ft
-        total = cfg.w_contrastive * losses["contrastive"] + ramp * (cfg.w_flops_image * fi + cfg.w_flops_text * ft)
+        normed = cfg.flops_on_normalized
+        losses.update(self.regularisers(iv, ivk, ivn if normed else iv, tvn if normed else tv))
+        total = cfg.w_contrastive * losses["contrastive"] + ramp * (
+            cfg.w_flops_image * losses["flops_image"] + cfg.w_flops_text * losses["flops_text"]
+        )
+        if "budget" in losses:
+            total = total + ramp * cfg.w_budget * losses["budget"]
         if "distill" in losses:
             total = total + cfg.w_distill * losses["distill"]
         if cfg.w_mlm > 0:
@@ -411,12 +431,29 @@ class SparseTrainer:
             total = total + cfg.w_bow_image * losses["bow_image"]
         if cfg.bottleneck:
             losses["bn_i2t"] = self.decoder_loss(m.bottleneck(imx), ids, mask, gen)
-            losses["bn_t2t"] = self.decoder_loss(m.bottleneck(tmx), ids, mask, gen)
-            total = total + cfg.w_bottleneck_i2t * losses["bn_i2t"] + cfg.w_bottleneck_t2t * losses["bn_t2t"]
+            total = total + cfg.w_bottleneck_i2t * losses["bn_i2t"]
+            if tmx is not None:
+                losses["bn_t2t"] = self.decoder_loss(m.bottleneck(tmx), ids, mask, gen)
+                total = total + cfg.w_bottleneck_t2t * losses["bn_t2t"]
         losses["total"] = total
         losses["nnz_image"] = (iv > 0).float().sum(1).mean()
         losses["nnz_text"] = (tv > 0).float().sum(1).mean()
         return losses
+
+    def regularisers(self, iv: torch.Tensor, ivk: torch.Tensor, iflops: torch.Tensor, tflops: torch.Tensor) -> dict:
+        """FLOPS of the image and text vectors (``iflops``, ``tflops``), DF-weighted when ``df_flops``
+        (weights from the running document frequency of the terms in the batches' top-k image vectors
+        ``ivk``), and the per-image budget penalty on the raw image vectors ``iv``."""
+        cfg = self.cfg
+        out = {}
+        if self.doc_freq is None:
+            out["flops_image"], out["flops_text"] = flops(iflops), flops(tflops)
+        else:
+            w = df_weights(self.doc_freq.update(ivk), cfg.df_alpha, cfg.df_beta)
+            out["flops_image"], out["flops_text"] = df_flops(iflops, w), df_flops(tflops, w)
+        if cfg.w_budget > 0:
+            out["budget"] = budget_penalty(iv, cfg.doc_budget)
+        return out
 
     # ---- eval
     @torch.no_grad()
@@ -429,8 +466,9 @@ class SparseTrainer:
             imgs.append(m.encode_patches(p)[0].numpy())
         txts = []
         for a in range(0, d.val_caps.size, bs):
-            st, _, mask = _text_batch(c, d.val_caps[a : a + bs])
-            txts.append(m.encode_text_states(st, mask)[0].numpy())
+            st, ids, mask = _text_batch(c, d.val_caps[a : a + bs])
+            tv = m.query_vectors(ids) if m.query_weights is not None else m.encode_text_states(st, mask)[0]
+            txts.append(tv.numpy())
         m.train()
         return np.concatenate(imgs), np.concatenate(txts)
 
@@ -448,6 +486,7 @@ class SparseTrainer:
         res["terms_per_caption"] = float((tvk > 0).sum(1).mean())
         res["terms_per_image_full"] = float((iv > 0).sum(1).mean())
         res["terms_per_caption_full"] = float((tv > 0).sum(1).mean())
+        res["postings_per_query_1m_est"] = postings_per_query(ivk, tvk, POSTINGS_AT)
         active = self.model.active.numpy()
         # every kept term, heaviest first: term_precision skips stopwords before taking its 10, as
         # `lexret eval` does (taking the top 10 first and dropping stopwords counted fewer terms)
@@ -579,13 +618,14 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
         rec.update(
             epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature().detach())
         )
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        out_of_time = (time.time() - t0) / 60 > cfg.max_minutes and epoch < cfg.epochs
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:  # the last epoch is always evaluated
             if ema is None:
                 rec["val"] = trainer.evaluate()
             else:
                 with ema.swapped(model):
                     rec["val"] = trainer.evaluate()
-            if best is None or rec["val"]["rsum"] > best["val"]["rsum"]:
+            if best is None or cfg.select == "last" or rec["val"]["rsum"] > best["val"]["rsum"]:
                 best = rec
                 best_state = (
                     ema.state_dict(model)
@@ -603,7 +643,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
             val.get("rsum", float("nan")),
             " ".join(f"{k}={v:.1f}" for k, v in val.items() if k.startswith("terms") or k.startswith("term_")),
         )
-        if (time.time() - t0) / 60 > cfg.max_minutes and epoch < cfg.epochs:
+        if out_of_time:
             log.warning("stopping after epoch %d: max_minutes=%.0f reached", epoch, cfg.max_minutes)
             stopped_early = True
             break

@@ -1,0 +1,121 @@
+"""Training losses of the sparse model that do not depend on the training loop.
+
+* :func:`info_nce`, :func:`flops`, :func:`topk_mask`, :func:`distill_loss`: the contrastive loss, the
+  FLOPS regulariser, top-k pruning and dense-teacher distillation (moved here from
+  :mod:`lexret.training.train`, which still exports them).
+* Posting-length-aware regularisers (issue 17):
+
+  - :class:`DocFrequency` keeps a running estimate of each term's document frequency in the image
+    collection (share of images whose top-k vector holds the term), re-estimated at every training
+    step from the batch's image vectors (an exponential moving average);
+  - :func:`df_weights` maps document frequencies to penalty weights that grow with them (a logistic
+    of the document frequency, as in DF-FLOPS, Porco et al. 2025): rare terms are nearly free,
+    frequent terms (long posting lists) pay the full FLOPS price;
+  - :func:`df_flops` is FLOPS with those per-term weights;
+  - :func:`budget_penalty` is an L1 penalty on the weight an image puts *beyond* its top-k budget, so
+    that the encoder's top-k pruning drops (almost) nothing and images stay within the budget.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lexret.errors import LexretError
+
+
+def same_image_mask(items: np.ndarray) -> torch.Tensor | None:
+    """``(B, B)`` True where pair ``i``'s image is pair ``j``'s too (``i != j``); None if all differ."""
+    it = torch.from_numpy(np.asarray(items, dtype=np.int64))
+    same = (it[:, None] == it[None, :]) & ~torch.eye(len(it), dtype=torch.bool)
+    return same if bool(same.any()) else None
+
+
+def mask_logits(logits: torch.Tensor, same: torch.Tensor | None) -> torch.Tensor:
+    """Take the other pairs of the same image out of the in-batch softmax (they are not negatives)."""
+    return logits if same is None else logits.masked_fill(same, -1e4)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temp: torch.Tensor, same: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE of row ``i`` of ``a`` with row ``i`` of ``b``; ``same`` (see
+    :func:`same_image_mask`) removes duplicate images from the negatives."""
+    logits = mask_logits(a @ b.T / temp, same)
+    tgt = torch.arange(a.shape[0])
+    return 0.5 * (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt))
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) over each row (image -> captions) and each column (caption -> images)."""
+    rows = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
+    cols = F.kl_div(F.log_softmax(student.T, 1), F.log_softmax(teacher.T, 1), log_target=True, reduction="batchmean")
+    return 0.5 * (rows + cols)
+
+
+def flops(v: torch.Tensor) -> torch.Tensor:
+    """FLOPS regulariser ``sum_t (mean_i |v_it|)^2`` (Paria et al. 2020)."""
+    return (v.abs().mean(0) ** 2).sum()
+
+
+def df_flops(v: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """DF-weighted FLOPS ``sum_t w_t (mean_i |v_it|)^2``; ``weights (n_terms,)`` from :func:`df_weights`."""
+    return (weights * v.abs().mean(0) ** 2).sum()
+
+
+def topk_mask(v: torch.Tensor, k: int) -> torch.Tensor:
+    """``v`` with all but the ``k`` largest entries of each row set to 0 (``k <= 0``: unchanged)."""
+    if k <= 0 or k >= v.shape[1]:
+        return v
+    thr = v.topk(k, dim=1).values[:, -1:]
+    return v * (v >= thr)
+
+
+def budget_penalty(v: torch.Tensor, budget: int) -> torch.Tensor:
+    """Mean over rows of the L1 mass beyond each row's ``budget`` heaviest entries (0 when every row
+    has at most ``budget`` non-zero entries): the top-k budget is then what the model emits."""
+    if budget <= 0:
+        raise LexretError(f"a per-document budget is a number of terms >= 1, got {budget}")
+    if budget >= v.shape[1]:
+        return v.sum() * 0
+    return (v.abs() - topk_mask(v.abs(), budget)).sum(1).mean()
+
+
+def df_weights(df: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """Penalty weight per term from its document frequency ``df`` (a share of the collection, in [0, 1]):
+    ``sigmoid(beta * (df - alpha))``, which is 0.5 at ``df = alpha`` and grows with ``df``."""
+    if not 0.0 < alpha < 1.0 or beta <= 0:
+        raise LexretError(f"DF-FLOPS needs 0 < df_alpha < 1 and df_beta > 0, got {alpha} and {beta}")
+    return torch.sigmoid(beta * (df - alpha))
+
+
+class DocFrequency:
+    """Running document frequency of each term in the image collection: after each :meth:`update` with
+    a batch of (top-k pruned) image vectors, ``df = (1 - m) * df + m * share of the batch holding the
+    term``. Starts at ``initial`` (e.g. the shares in the first batch)."""
+
+    def __init__(self, n_terms: int, momentum: float = 0.05) -> None:
+        if not 0.0 < momentum <= 1.0:
+            raise LexretError(f"df_momentum is in (0, 1], got {momentum}")
+        self.momentum = momentum
+        self.df = torch.zeros(n_terms)
+        self.seen = False
+
+    @torch.no_grad()
+    def update(self, v: torch.Tensor) -> torch.Tensor:
+        share = (v.detach() > 0).float().mean(0)
+        self.df = share if not self.seen else (1 - self.momentum) * self.df + self.momentum * share
+        self.seen = True
+        return self.df
+
+
+def idf_table(token_ids: np.ndarray, to_active: np.ndarray, n_terms: int) -> np.ndarray:
+    """BM25-style IDF ``ln(1 + (N - df + 0.5) / (df + 0.5))`` of each active term over ``N`` texts given
+    as wordpiece ids ``(N, L)`` (0 = padding); ``to_active`` maps a wordpiece id to its active-term index
+    (``< 0``: not an active term). Terms seen in no text get the largest value, ``ln(1 + (N + 0.5) / 0.5)``."""
+    n = token_ids.shape[0]
+    lab = to_active[token_ids]
+    rows = np.repeat(np.arange(n), token_ids.shape[1]).reshape(token_ids.shape)
+    ok = (lab >= 0) & (token_ids > 0)
+    pairs = np.unique(rows[ok].astype(np.int64) * n_terms + lab[ok])
+    df = np.bincount(pairs % n_terms, minlength=n_terms).astype(np.float64)
+    return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)

@@ -1,0 +1,247 @@
+"""Inference-free sparse text side (own wordpieces x a learned table) and the posting-length-aware
+regularisers (DF-FLOPS, per-document budget) of issue 17."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lexret.encoders import SparseEncoder
+from lexret.errors import LexretError
+from lexret.model.backbones import text_tokenizer, word_embeddings
+from lexret.model.sparse import SparseLexModel, SparseModelConfig
+from lexret.training.config import TrainConfig
+from lexret.training.losses import (
+    DocFrequency,
+    budget_penalty,
+    df_flops,
+    df_weights,
+    flops,
+    idf_table,
+)
+from lexret.training.train import postings_per_query, train
+from lexret.vocab import default_vocabulary
+
+
+def _model(words: list[str]) -> SparseLexModel:
+    vocab = default_vocabulary()
+    active = torch.tensor(sorted(vocab.tokens.index(w) for w in words))
+    cfg = SparseModelConfig(image_layers=1, image_ff=32, decoder_ff=32, decoder_layers=1, inference_free=True)
+    return SparseLexModel(cfg, word_embeddings(), active)
+
+
+def test_query_vector_is_own_tokens_times_table():
+    words = ["dog", "beach", "red", "ball"]
+    m = _model(words)
+    vocab = default_vocabulary()
+    col = {int(t): j for j, t in enumerate(m.active.tolist())}
+    with torch.no_grad():
+        for w, x in zip(words, (0.5, 2.0, -1.0, 3.0)):
+            m.query_weights[col[vocab.tokens.index(w)]] = x
+    tok = text_tokenizer()
+    ids = tok(["the dog and the dog on a beach .", "a red cat"], padding=True, return_tensors="pt")["input_ids"]
+    v = m.query_vectors(ids)
+    table = torch.relu(m.query_weights.detach())
+    want0 = torch.zeros(4)
+    for w in ("dog", "beach"):  # 'dog' twice counts once; stopwords and '.' are not active
+        j = col[vocab.tokens.index(w)]
+        want0[j] = table[j]
+    assert torch.equal(v[0], want0)
+    # 'red' has a negative raw weight: relu makes it absent; 'cat' is not an active term
+    assert torch.count_nonzero(v[1]) == 0
+
+
+def test_df_weights_grow_with_document_frequency():
+    df = torch.tensor([0.0, 0.005, 0.02, 0.05, 0.3])
+    w = df_weights(df, alpha=0.02, beta=100.0)
+    assert torch.all(w[1:] > w[:-1])
+    assert w[2] == pytest.approx(0.5)
+    with pytest.raises(LexretError):
+        df_weights(df, alpha=0.0, beta=1.0)
+
+
+def test_df_flops_penalises_frequent_terms_more():
+    v = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])  # term 0 in every row, term 1 in half
+    w = df_weights((v > 0).float().mean(0), alpha=0.6, beta=20.0)
+    assert w[0] > w[1]
+    assert df_flops(v, torch.ones(2)) == pytest.approx(float(flops(v)))
+    # moving the same mass from the frequent to the rare term lowers the DF-weighted penalty
+    shifted = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    assert df_flops(shifted, w) < df_flops(v, w)
+
+
+def test_doc_frequency_is_a_running_share():
+    df = DocFrequency(3, momentum=0.5)
+    first = df.update(torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])).clone()
+    assert torch.equal(first, torch.tensor([1.0, 0.5, 0.0]))
+    second = df.update(torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert torch.allclose(second, torch.tensor([0.5, 0.75, 0.25]))
+
+
+def test_budget_penalty_only_beyond_the_budget():
+    v = torch.tensor([[3.0, 2.0, 0.0, 0.0], [3.0, 2.0, 1.0, 0.5]], requires_grad=True)
+    p = budget_penalty(v, 2)
+    assert float(p.detach()) == pytest.approx((0.0 + 1.5) / 2)
+    p.backward()
+    assert torch.equal(v.grad, torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]]))
+    assert float(budget_penalty(v, 4)) == 0.0
+
+
+def test_idf_table_rarer_terms_weigh_more():
+    # 3 active terms (ids 5, 6, 7 -> 0, 1, 2); term 0 in all 4 texts, term 1 in one, term 2 in none
+    to_active = np.full(10, -1)
+    to_active[[5, 6, 7]] = [0, 1, 2]
+    ids = np.array([[5, 5, 0], [5, 6, 0], [5, 9, 0], [5, 0, 0]])
+    idf = idf_table(ids, to_active, 3)
+    assert idf[0] < idf[1] < idf[2]
+    assert idf[0] == pytest.approx(np.log1p(0.5 / 4.5))
+
+
+def test_postings_per_query_sums_document_frequencies():
+    images = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])  # df = 1, 0.5, 0.5
+    queries = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 1.0]])  # reads 1.0 and 0.5 + 0.5 of the collection
+    assert postings_per_query(images, queries, 1000) == pytest.approx(1000.0)
+
+
+@pytest.fixture(scope="module")
+def inference_free_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tinyif")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    colors = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 30)}
+    things = ["dog", "cat", "ball", "car"]
+    lines = []
+    for i in range(10):
+        cname = list(colors)[i % 4]
+        arr = np.clip(np.array(colors[cname]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "images" / f"{i}.jpg")
+        caps = [f"a {cname} {things[(i + j) % 4]} picture" for j in range(3)]
+        lines.append({"image": f"images/{i}.jpg", "captions": caps, "split": "train" if i < 8 else "val"})
+    (root / "captions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    cfg = TrainConfig.from_dict(
+        dict(
+            kind="sparse",
+            data=str(root / "captions.jsonl"),
+            cache_dir=str(root / "cache"),
+            epochs=2,
+            batch_size=4,
+            warmup_steps=1,
+            flops_warmup_steps=2,
+            mlm_batch=4,
+            threads=2,
+            mlm_warmup_steps=2,
+            inference_free=True,
+            df_flops=True,
+            df_alpha=0.3,
+            doc_budget=8,
+            w_budget=0.1,
+            bottleneck=False,
+            w_mlm=0.0,
+            w_mlm_identity=0.0,
+            top_k_image=8,
+            select="last",
+            model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
+        )
+    )
+    out = root / "model"
+    metrics = train(cfg, out)
+    return out, metrics
+
+
+def test_inference_free_training_and_encoder(inference_free_run):
+    out, metrics = inference_free_run
+    assert metrics["best_epoch"] == 2  # select: last
+    assert "postings_per_query_1m_est" in metrics["val"]
+    enc = SparseEncoder.from_pretrained(out)
+    assert enc.inference_free
+    texts = ["A red dog , a red ball .", "the of and", ""]
+    q = enc.encode_texts(texts)
+    assert enc._text is None  # no text network was loaded
+    table = enc.query_weights()
+    vocab = enc.vocab
+    idx, val = q.row(0)
+    want = sorted(vocab.tokens.index(w) for w in ("red", "dog", "ball") if table[vocab.tokens.index(w)] > 0)
+    assert idx.tolist() == want
+    w = table[np.array(want)]
+    np.testing.assert_allclose(val, w * enc._scale / np.linalg.norm(w), rtol=1e-5)
+    assert q.row(1)[0].size == 0 and q.row(2)[0].size == 0  # stopwords only / empty: no terms
+    # the table is the trained (moved) one, initialised from IDF
+    state = enc.model.state_dict()
+    assert "query_weights" in state
+    docs = enc.encode_images([out.parent / "images" / "0.jpg"])
+    assert 0 < docs.terms_per_row()[0] <= 8
+
+
+def test_cross_validation_holds_out_a_fold_of_training_images(inference_free_run):
+    from lexret.training.train import prepare_data
+
+    out, _ = inference_free_run
+    root = out.parent
+    base = dict(kind="sparse", data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"))
+    full = prepare_data(TrainConfig.from_dict(base), root / "x")
+    cv = prepare_data(TrainConfig.from_dict({**base, "cv_folds": 2, "cv_fold": 1}), root / "x")
+    assert (cv.n_train, cv.n_val) == (4, 4)  # the 8 training images; the 2 val images are left out
+    held = [1, 3, 5, 7]
+    np.testing.assert_array_equal(cv.cache.images[cv.n_train :], full.cache.images[held])
+    for j, i in enumerate(held):
+        mine = cv.cache.text_ids[cv.cap_index[cv.n_train + j]]
+        want = full.cache.text_ids[full.cap_index[i]]
+        assert sorted(map(tuple, mine.tolist())) == sorted(map(tuple, want.tolist()))
+    assert (cv.cache.caption_owner[: cv.n_train_caps] < cv.n_train).all()  # training captions come first
+    # masked copies still belong to the caption they were made from
+    orig = full.cache.text_ids[full.cache.mlm_caption]
+    lab = full.cache.mlm_labels
+    restored = np.where(lab >= 0, lab, full.cache.mlm_ids)
+    assert np.array_equal(restored[:, : orig.shape[1]], orig)
+    lab_cv = cv.cache.mlm_labels
+    restored_cv = np.where(lab_cv >= 0, lab_cv, cv.cache.mlm_ids)
+    assert np.array_equal(restored_cv, cv.cache.text_ids[cv.cache.mlm_caption])
+    with pytest.raises(LexretError):
+        TrainConfig.from_dict({**base, "cv_folds": 2, "cv_fold": 2})
+
+
+def test_minutes_schedule_decays_with_wall_time():
+    from lexret.training.train import _lr_lambda
+
+    now = [100.0]
+    cfg = TrainConfig.from_dict({"schedule": "minutes", "max_minutes": 10.0, "warmup_steps": 2})
+    f = _lr_lambda(cfg, total=1000, clock=lambda: now[0])
+    assert f(0) == pytest.approx(0.5)  # warm-up by steps
+    assert f(5) == pytest.approx(1.0)
+    now[0] += 300.0  # half of max_minutes
+    assert f(6) == pytest.approx(0.5)
+    now[0] += 600.0
+    assert f(7) == pytest.approx(0.0)
+
+
+SHIPPED_IF = Path(__file__).resolve().parents[1] / "lexret" / "checkpoints" / "sparse-if"
+SAMPLE = Path(__file__).resolve().parents[1] / "lexret" / "resources" / "flickr8k_sample" / "captions.jsonl"
+
+
+def test_shipped_inference_free_model_encodes_the_sample():
+    from lexret.data import load_captions
+
+    enc = SparseEncoder.from_pretrained(SHIPPED_IF)
+    assert enc.inference_free and enc.model_id == "lexret-sparse-if-lite0-v1-fp16"
+    coll = load_captions(SAMPLE, limit=3)
+    docs = enc.encode_images([it.image for it in coll.items])
+    assert np.all(docs.terms_per_row() > 0) and np.all(docs.terms_per_row() <= 48)
+    q = enc.encode_texts(coll.captions)
+    assert enc._text is None  # captions never went through a network
+    table = enc.query_weights()
+    tok = text_tokenizer()
+    for i, cap in enumerate(coll.captions):
+        own = set(tok(cap, truncation=True, max_length=48)["input_ids"])
+        want = sorted(t for t in own if table[t] > 0)
+        idx, val = q.row(i)
+        assert idx.tolist() == want  # a caption's terms are exactly its own weighted wordpieces
+        np.testing.assert_allclose(val, table[idx] * 5.0 / np.linalg.norm(table[idx]), rtol=1e-5)
+    # image -> text scores the same caption vectors as documents: each image shares terms with its own captions
+    scores = (docs.to_scipy() @ q.to_scipy().T).toarray()
+    owner = np.repeat(np.arange(len(coll.items)), [len(it.captions) for it in coll.items])
+    assert all(scores[i, owner == i].max() > 0 for i in range(len(coll.items)))
