@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
+from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_vocab_flag
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_vocab_flag(p)
     add_on_error_flag(p)
     add_heap_flag(p)
+    add_ray_flag(p, "search the shards of a sharded index with one Ray actor (and JVM) each")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lexret.errors import LexretError
     from lexret.index_meta import QuerySpec
-    from lexret.searcher import Searcher
+    from lexret.distributed.sharded_search import open_searcher
     from lexret.trec import write_run_chunks
     from lexret.vectors import read_vectors
     from lexret.vocab import load_vocabulary
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
-    with Searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap) as searcher:
+    with open_searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, ray=args.ray) as searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
