@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lexret.distributed.sharded_search import open_searcher
     from lexret.errors import LexretError
     from lexret.index_meta import QuerySpec
-    from lexret.distributed.sharded_search import open_searcher
     from lexret.trec import write_run_chunks
     from lexret.vectors import read_vectors
     from lexret.vocab import load_vocabulary

@@ -83,7 +83,7 @@ class ShardedSearcher:
         dirs = shard_dirs(self.index_dir, self.meta)
         for d in dirs:
             if not d.is_dir():
-                raise IndexIntegrityError(f"shard {d} of {index_dir} is missing; rebuild it with `lexret index --shards`")
+                raise IndexIntegrityError(f"shard {d} of {index_dir} is missing; rebuild with `lexret index --shards`")
         self._stack = ExitStack()
         try:
             if ray:
