@@ -7,17 +7,21 @@ import logging
 import os
 
 from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_vocab_flag
+from lexret.commands.milvus import add_milvus_flags
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search an index with query vectors; writes a TREC run")
-    p.add_argument("--index", required=True, help="index folder built by `lexret index`")
+    p.add_argument("--index", default=None, help="index folder built by `lexret index` (single or sharded)")
     p.add_argument("--queries", required=True, help="query vector file (JSONL or .npz)")
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--out", required=True, help="TREC run file to write")
-    p.add_argument("--backend", choices=("lucene", "scipy"), default="lucene", help="lucene, or exact brute force")
+    p.add_argument(
+        "--backend", choices=("lucene", "scipy", "milvus"), default="lucene",
+        help="lucene, scipy (exact brute force) or milvus (a collection of `lexret milvus load`: --uri, --collection)",
+    )  # fmt: skip
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -34,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_vocab_flag(p)
     add_on_error_flag(p)
     add_heap_flag(p)
+    add_milvus_flags(p, required=False)
     add_ray_flag(p, "search the shards of a sharded index with one Ray actor (and JVM) each")
     p.set_defaults(func=run)
 
@@ -48,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1 or args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--k, --threads and --chunk-size must be at least 1")
+    if args.backend == "milvus" and not (args.uri and args.collection) or args.backend != "milvus" and args.uri:
+        raise LexretError("--uri and --collection go with --backend milvus, which needs both")
+    if args.backend != "milvus" and not args.index:
+        raise LexretError(f"--backend {args.backend} needs --index (an index folder built by `lexret index`)")
     if args.backend == "lucene":
         from lexret.backends.lucene import resolve_heap
 
@@ -59,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
         vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
-    with open_searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, ray=args.ray) as searcher:
+    if args.backend == "milvus":
+        from lexret.backends.milvus import MilvusSearcher
+
+        searcher = MilvusSearcher(args.uri, args.collection, vocab, expect=spec)
+    else:
+        searcher = open_searcher(args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, ray=args.ray)
+    with searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
