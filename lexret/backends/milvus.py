@@ -10,8 +10,9 @@ The URI is a local file for the embedded engine (``milvus-lite``, the 2.5.x C++ 
 ``http://host:19530`` for a Milvus server or cluster; the code path is the same.
 
 Scores are integer dot products, exact while below 2^24 where float32 stops holding every integer
-(at the default scale 25 impacts stay under 100: a 48-term score under 500,000). Milvus does not order tied scores; lexret asks for more hits
-while the last one ties the ``k``-th and ranks ties by document id, as its other backends do.
+(at the default scale 25 impacts stay under 100: a 48-term score under 500,000). Milvus does not
+order tied scores; lexret asks for more hits while the last one ties the ``k``-th and ranks ties by
+document id, as its other backends do.
 """
 
 from __future__ import annotations
