@@ -113,14 +113,16 @@ def test_ray_sharded_build_and_search_equal_single_index(ray_local, built, vocab
                "--shards", str(N_SHARDS), "--threads", "1", "--ray", "local"])  # fmt: skip
     assert rc == 0
     assert read_meta(tmp_path / "idx")["num_docs"] == len(ids)
-    for k in (10, 100):
-        for index, ray in ((built["single"], None), (tmp_path / "idx", "local")):
-            args = ["search", "--index", str(index), "--queries", str(tmp_path / "queries.npz"), "--k", str(k),
-                    "--out", str(tmp_path / f"run-{k}-{ray}.trec"), "--threads", "1"]  # fmt: skip
-            assert main(args + (["--ray", ray] if ray else [])) == 0
-        assert read_run(tmp_path / f"run-{k}-local.trec") == read_run(tmp_path / f"run-{k}-None.trec")
-    with open_searcher(tmp_path / "idx", vocab, ray="local") as s:
-        assert isinstance(s, ShardedSearcher) and s.ray == "local"
+    with Searcher(built["single"], vocab) as single:
+        want = {k: single.search(qids, q, k, progress=False) for k in (10, 100)}
+    with open_searcher(tmp_path / "idx", vocab, ray="local") as sharded:  # one Ray actor (and JVM) per shard
+        assert isinstance(sharded, ShardedSearcher) and sharded.ray == "local"
+        assert {k: sharded.search(qids, q, k, chunk_size=25, progress=False) for k in (10, 100)} == want
+    for index in (built["single"], tmp_path / "idx"):
+        args = ["search", "--index", str(index), "--queries", str(tmp_path / "queries.npz"), "--k", "10",
+                "--out", str(tmp_path / f"{index.name}.trec"), "--threads", "1"]  # fmt: skip
+        assert main(args) == 0
+    assert read_run(tmp_path / "idx.trec") == read_run(tmp_path / "single.trec") == want[10]
 
 
 def test_unreachable_ray_address_is_one_message(capsys, tmp_path, vocab, corpus) -> None:
