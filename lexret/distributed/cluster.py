@@ -95,7 +95,7 @@ def connect(spec: str, *, num_cpus: int | None = None, timeout_s: float = CONNEC
             ray.init(address=spec, **common)
     except RayUnavailableError:
         raise
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+    except Exception as e:  # ray.init raises ConnectionError, RuntimeError, a bare Exception on start-up timeouts
         raise RayUnavailableError(
             f"cannot join Ray at --ray {spec} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
             "start a cluster with `ray start --head`, or use --ray local"
