@@ -96,9 +96,12 @@ def connect(spec: str, *, num_cpus: int | None = None, timeout_s: float = CONNEC
     except RayUnavailableError:
         raise
     except Exception as e:  # ray.init raises ConnectionError, RuntimeError, a bare Exception on start-up timeouts
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if spec == LOCAL:
+            raise RayUnavailableError(f"a local Ray could not start ({why}); retry when the machine is less busy, "
+                                      "or run without --ray") from None  # fmt: skip
         raise RayUnavailableError(
-            f"cannot join Ray at --ray {spec} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-            "start a cluster with `ray start --head`, or use --ray local"
+            f"cannot join Ray at --ray {spec} ({why}); start a cluster with `ray start --head`, or use --ray local"
         ) from None
     log.info("Ray: %s CPUs available", ray.cluster_resources().get("CPU", 0))
     try:
