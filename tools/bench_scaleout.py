@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,9 @@ def bench_encode(work: Path, images: str, records: dict) -> None:
         print(f"{name:30s} {wall:7.1f} s  {n / wall:6.2f} images/s  (rc {rc})")
 
 
-def bench_shards(work: Path, vocab, ids, docs, qids, q, k: int, shard_counts: list[int], records: dict) -> dict:
+def bench_shards(
+    work: Path, vocab, ids, docs, qids, q, k: int, shard_counts: list[int], records: dict, use_ray: bool
+) -> dict:
     from lexret.distributed.sharded_index import ShardedBuild, build_sharded
     from lexret.distributed.sharded_search import ShardedSearcher
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
@@ -108,7 +111,7 @@ def bench_shards(work: Path, vocab, ids, docs, qids, q, k: int, shard_counts: li
         out = work / f"sharded-{n}"
         _, t = timed(build_sharded, chunks, out, vocab, ShardedBuild(n), cfg, info)
         row = {"build_s": round(t, 2)}
-        for ray in (None, "local"):
+        for ray in (None, "local") if use_ray else (None,):
             with ShardedSearcher(out, vocab, ray=ray) as s:
                 s.search(qids[:50], q.slice(0, 50), k, progress=False)
                 got, ts = timed(s.search, qids, q, k, progress=False)
@@ -116,8 +119,9 @@ def bench_shards(work: Path, vocab, ids, docs, qids, q, k: int, shard_counts: li
             row[key] = round(len(qids) / ts, 1)
             row["equal_" + ("ray" if ray else "local")] = got == want
         records[f"{n} shards"] = row
-        print(f"{f'{n} shards':28s} build {t:6.1f} s   search {row['qps']:7.1f} q/s in process, "
-              f"{row['qps_ray']:7.1f} q/s Ray actors; runs equal single: {row['equal_local']}, {row['equal_ray']}")
+        ray_row = f"{row['qps_ray']:7.1f} q/s Ray actors (equal: {row['equal_ray']}); " if use_ray else ""
+        print(f"{f'{n} shards':28s} build {t:6.1f} s   search {row['qps']:7.1f} q/s in process; {ray_row}"
+              f"run equals the single index's: {row['equal_local']}")
     return want
 
 
@@ -185,6 +189,7 @@ def main() -> None:
     p.add_argument("--skip-encode", action="store_true")
     p.add_argument("--skip-shards", action="store_true")
     p.add_argument("--skip-milvus", action="store_true")
+    p.add_argument("--no-ray", action="store_true", help="sharded search in process only (no Ray actors)")
     args = p.parse_args()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -204,8 +209,8 @@ def main() -> None:
             from lexret.distributed.cluster import connect
 
             counts = [int(x) for x in args.shards.split(",")]
-            with connect("local"):  # one local Ray for all the Ray rows
-                lucene_run = bench_shards(work, vocab, ids, docs, qids, q, args.k, counts, records)
+            with connect("local") if not args.no_ray else nullcontext():  # one local Ray for all the Ray rows
+                lucene_run = bench_shards(work, vocab, ids, docs, qids, q, args.k, counts, records, not args.no_ray)
         if not args.skip_milvus:
             if lucene_run is None:
                 from lexret.indexer import IndexConfig, Indexer
