@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "explain",
     "eval",
     "compare",
+    "milvus",
 )
 
 log = logging.getLogger("lexret")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -115,58 +115,82 @@ def load_captions(
     check_images: bool = True,
     limit: int | None = None,
 ) -> Collection:
-    """Read a captions JSONL file.
+    """Read a captions JSONL file, or a Hugging Face dataset with image and captions columns
+    (a ``save_to_disk`` folder, ``.parquet`` or ``.arrow`` files: :mod:`lexret.hf_data`).
 
     ``split`` keeps only items of that split (or those splits). ``check_images`` checks that each
     image file exists (cheap); decoding errors are found by :func:`load_image`.
     """
+    from lexret.hf_data import KEY, is_hf_dataset, load_rows
+
     p = Path(path)
-    if p.is_dir():
-        cand = p / "captions.jsonl"
-        if not cand.is_file():
-            raise InputError("is a directory without captions.jsonl; pass a captions JSONL file", path=str(p))
-        p = cand
-    if not p.is_file():
-        raise InputError("captions file not found", path=str(p))
     splits = None if split is None else ({split} if isinstance(split, str) else set(split))
+    hf = is_hf_dataset(p)
+    if hf:
+        records = load_rows(p, splits)
+    else:
+        p = _captions_file(p)
+        records = _jsonl_lines(p)
     items: list[Item] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
+    what = "row" if hf else "line"
+    for n, record in records:
+        try:
+            if isinstance(record, str):
+                try:
+                    record = json.loads(record)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"not valid JSON ({e.msg})", path=str(p), line=n) from None
+            item = _parse_item(record, n, p)
+            if hf:
+                item = replace(item, key=record[KEY])
+            if splits is not None and item.split not in splits:
+                continue
+            if item.key in seen:
+                raise InputError(f"image {item.key!r} already listed on {what} {seen[item.key]}", path=str(p), line=n)
+            if check_images and not item.image.is_file():
+                kind = "is a directory, not an image file" if item.image.is_dir() else "not found"
+                raise InputError(f"image file {item.image} {kind}; fix the path", path=str(p), line=n)
+        except InputError as e:
+            if on_error == "stop":
+                raise
+            skipped.append((n, str(e)))
+            continue
+        seen[item.key] = n
+        items.append(item)
+        if limit is not None and len(items) >= limit:
+            break
+    _report(p, skipped)
+    if not items:
+        what = f" of split {sorted(splits)}" if splits else ""
+        raise InputError(f"no usable items{what}", path=str(p))
+    return Collection(p, items, skipped)
+
+
+def _captions_file(p: Path) -> Path:
+    if p.is_dir():
+        cand = p / "captions.jsonl"
+        if not cand.is_file():
+            raise InputError(
+                "is a directory without captions.jsonl (nor a Hugging Face dataset); pass a captions JSONL file",
+                path=str(p),
+            )
+        p = cand
+    if not p.is_file():
+        raise InputError("captions file not found", path=str(p))
+    return p
+
+
+def _jsonl_lines(p: Path) -> Iterator[tuple[int, str]]:
     try:
         f = p.open(encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read ({e.strerror})", path=str(p)) from None
     with f:
         for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"not valid JSON ({e.msg})", path=str(p), line=n) from None
-                item = _parse_item(obj, n, p)
-                if splits is not None and item.split not in splits:
-                    continue
-                if item.key in seen:
-                    raise InputError(f"image {item.key!r} already listed on line {seen[item.key]}", path=str(p), line=n)
-                if check_images and not item.image.is_file():
-                    what = "is a directory, not an image file" if item.image.is_dir() else "not found"
-                    raise InputError(f"image file {item.image} {what}; fix the path", path=str(p), line=n)
-            except InputError as e:
-                if on_error == "stop":
-                    raise
-                skipped.append((n, str(e)))
-                continue
-            seen[item.key] = n
-            items.append(item)
-            if limit is not None and len(items) >= limit:
-                break
-    _report(p, skipped)
-    if not items:
-        what = f" of split {sorted(splits)}" if splits else ""
-        raise InputError(f"no usable items{what}", path=str(p))
-    return Collection(p, items, skipped)
+            if line.strip():
+                yield n, line
 
 
 def load_image(

@@ -114,8 +114,14 @@ class QuerySpec:
     scale: float | None = None
 
 
-def check_compatible(meta: dict[str, Any], spec: QuerySpec, index_dir: str | Path) -> None:
-    """Refuse queries encoded differently from the index, naming the fix."""
+REBUILD_INDEX = "`lexret index --vectors DOCS --out INDEX --scale S`"
+
+
+def check_compatible(
+    meta: dict[str, Any], spec: QuerySpec, index_dir: str | Path, *, rebuild: str = REBUILD_INDEX
+) -> None:
+    """Refuse queries encoded differently from the index, naming the fix (``rebuild``: the command
+    that rebuilds the index)."""
     problems = []
     if spec.model_id is not None and meta.get("model_id") not in (None, UNKNOWN_MODEL, spec.model_id):
         problems.append(f"model {meta['model_id']!r} built the index, the queries come from {spec.model_id!r}")
@@ -128,7 +134,6 @@ def check_compatible(meta: dict[str, Any], spec: QuerySpec, index_dir: str | Pat
         raise IndexMismatchError(
             f"index {index_dir} does not match the queries: "
             + "; ".join(problems)
-            + ". Rebuild the index from documents encoded by the query model "
-            "(`lexret index --vectors DOCS --out INDEX --scale S`) or encode the queries with the model, "
-            "vocabulary and scale recorded in the index's lexret.json."
+            + f". Rebuild the index from documents encoded by the query model ({rebuild}) or encode the "
+            "queries with the model, vocabulary and scale recorded in the index's metadata (lexret.json)."
         )

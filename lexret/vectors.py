@@ -50,7 +50,11 @@ def meta_path(path: str | Path) -> Path:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The sidecar metadata of a vector file, or ``{}`` when there is none."""
+    """The sidecar metadata of a vector file (the manifest of a folder of parts), or ``{}`` when there is none."""
+    if Path(path).is_dir():
+        from lexret.vector_parts import read_manifest
+
+        return read_manifest(path)
     mp = meta_path(path)
     if not mp.is_file():
         return {}
@@ -159,7 +163,8 @@ def iter_vectors(
     p = Path(path)
     spath = str(p)
     if p.is_dir():
-        raise InputError("is a directory; pass a .jsonl or .npz vector file", path=spath)
+        yield from _iter_parts(p, vocab, chunk_size)
+        return
     if not p.is_file():
         raise InputError("vector file not found", path=spath)
     if p.suffix == ".npz":
@@ -196,6 +201,16 @@ def iter_vectors(
                 ids, rows = [], []
     if ids:
         yield ids, _rows_to_batch(rows, len(vocab))
+
+
+def _iter_parts(p: Path, vocab: Vocabulary, chunk_size: int) -> Iterator[tuple[list[str], SparseBatch]]:
+    """A folder written by ``lexret encode --ray`` (:mod:`lexret.vector_parts`), part after part."""
+    from lexret.vector_parts import part_paths, read_manifest
+
+    for f in part_paths(p, read_manifest(p)):
+        vs = _read_npz(f, vocab)
+        for a in range(0, len(vs), chunk_size):
+            yield vs.ids[a : a + chunk_size], vs.batch.slice(a, a + chunk_size)
 
 
 def _rows_to_batch(rows: list[tuple[np.ndarray, np.ndarray]], dim: int) -> SparseBatch:

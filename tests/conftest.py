@@ -79,3 +79,15 @@ def small_queries(vocab: Vocabulary) -> tuple[list[str], SparseBatch]:
     which terms are frequent from the seed first, so the same seed gives the same distribution)."""
     q = zipf_batch(40, len(vocab), 8, seed=11)
     return synthetic_ids(40, "q"), q
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the session's Ray tests: 2 CPUs (tasks and actors ask for fractions
+    of one, so several fit on a 2-core machine), no dashboard; shut down at the end."""
+    ray = pytest.importorskip("ray")
+    from lexret.distributed.cluster import _local_env
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=_local_env())
+    yield ray
+    ray.shutdown()

@@ -25,6 +25,16 @@ def add_heap_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ray_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="local|auto|ADDRESS",
+        help=f"{what}: local starts Ray in this process, auto joins the cluster of `ray start --head` "
+        "on this machine, HOST:PORT (or ray://HOST:10001) joins a remote one (default: no Ray)",
+    )
+
+
 def count_lines(path: str | Path) -> int:
     with open(path, "rb") as f:
         return sum(1 for line in f if line.strip())

@@ -12,6 +12,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from lexret.commands._common import add_ray_flag
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 1024
@@ -46,6 +48,11 @@ def register(subparsers) -> None:
         help=f"items encoded between two progress records, rounded up to whole batches (default {DEFAULT_CHUNK})",
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted job writing --out")
+    add_ray_flag(p, "encode on Ray: --out is then a folder of parts (part-00000.npz ...) and a manifest")
+    p.add_argument("--workers", type=int, default=2, help="with --ray: encoding actors (each loads the model once)")
+    p.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="with --ray: CPUs Ray reserves per actor (fractions allowed)"
+    )
     p.add_argument(
         "--top-k",
         type=int,
@@ -84,7 +91,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise LexretError(f"--chunk-size must be between 1 and {MAX_CHUNK:,}, got {args.chunk_size}")
     if args.top_k is not None and not 1 <= args.top_k <= len(default_vocabulary()):
         raise LexretError(f"--top-k must be between 1 and the vocabulary size, got {args.top_k}")
-    if Path(args.out).is_dir():
+    if args.ray:
+        if args.workers < 1 or args.cpus_per_worker <= 0:
+            raise LexretError("--workers must be at least 1 and --cpus-per-worker above 0")
+        if Path(args.out).is_file():
+            raise LexretError(f"--out {args.out} is a file; with --ray, --out names a folder for the vector parts")
+    elif Path(args.out).is_dir():
         raise LexretError(f"--out {args.out} is a directory; give a file name ending in .jsonl or .npz")
     encoder_threads()  # a bad $LEXRET_THREADS is reported before any work
 
@@ -124,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     meta = {**enc.metadata(), "side": side, "top_k": top_k}
     threads = torch.get_num_threads()
+    if args.ray:
+        return _run_on_ray(args, ids, files if texts is None else [], listed_in, lines if texts is None else [],
+                           texts, fp, meta, top_k, batch_size, chunk_size, threads)  # fmt: skip
     with PartialVectorFile(
         args.out, fp, enc.vocab, batch_size=batch_size, chunk_size=chunk_size, threads=threads, resume=args.resume
     ) as out:
@@ -157,6 +172,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_on_ray(args, ids, files, listed_in, lines, texts, fp, meta, top_k, batch_size, part_size, threads) -> int:
+    from lexret.distributed.ray_encode import EncodeJob, run_ray_encode
+
+    job = EncodeJob(
+        out=args.out, side=meta["side"], ids=ids, fingerprint=fp, meta={**meta, "vocab_hash": fp["vocab_hash"]},
+        model=args.model, top_k=top_k,
+        batch_size=batch_size, part_size=part_size, threads=threads, on_error=args.on_error,
+        files=[str(f) for f in files], lines=list(lines), listed_in=listed_in, texts=list(texts or []),
+    )  # fmt: skip
+    manifest = run_ray_encode(job, args.ray, resume=args.resume, workers=args.workers,
+                              cpus_per_worker=args.cpus_per_worker)  # fmt: skip
+    log.info("wrote %d vectors in %d parts to %s", manifest["count"], len(manifest["parts"]), args.out)
+    return 0
+
+
 def _progress(total: int, done: int, unit: str):
     from tqdm import tqdm
 
@@ -164,6 +194,8 @@ def _progress(total: int, done: int, unit: str):
 
 
 def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int) -> None:
+    from lexret.encode_chunks import encode_text_chunk
+
     s = out.state
     empty = [ids[i] for i in range(s.done, len(texts)) if not texts[i].strip()]
     if empty:
@@ -175,8 +207,8 @@ def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int) -> Non
     with _progress(len(texts), s.done, "text") as bar:
         for a in range(s.done, len(texts), s.chunk_size):
             chunk = texts[a : a + s.chunk_size]
-            batch = enc.encode_texts(chunk, batch_size=s.batch_size, top_k=top_k)
-            truncated += [ids[a + i] for i in enc.truncated(chunk)]
+            batch, cut = encode_text_chunk(enc, chunk, top_k, s.batch_size)
+            truncated += [ids[a + i] for i in cut]
             out.append(ids[a : a + len(chunk)], batch, done=a + len(chunk))
             bar.update(len(chunk))
     if truncated:
@@ -190,37 +222,17 @@ def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int) -> Non
 def _encode_images(
     enc, out, ids: list[str], files: list[Path], listed_in: str | None, lines: list, top_k: int, on_error: str
 ) -> None:
-    """Decode and encode a batch at a time (memory holds one batch of pixels); a bad image stops the
-    job (``stop``: the chunks before it are kept for --resume) or is skipped and recorded."""
-    import numpy as np
-
-    from lexret.data import load_image, preprocess_image
-    from lexret.errors import InputError
-    from lexret.types import SparseBatch
+    """Encode chunk by chunk (see :func:`lexret.encode_chunks.encode_image_chunk`); a bad image stops
+    the job (``stop``: the chunks before it are kept for --resume) or is skipped and recorded."""
+    from lexret.encode_chunks import encode_image_chunk
 
     s = out.state
     n = len(ids)
     with _progress(n, s.done, "image") as bar:
         for a in range(s.done, n, s.chunk_size):
             end = min(a + s.chunk_size, n)
-            chunk_ids: list[str] = []
-            parts = [SparseBatch.empty(0, len(enc.vocab))]
-            skipped: list[tuple[str, str]] = []
-            for b in range(a, end, s.batch_size):
-                pixels, good = [], []
-                for i in range(b, min(b + s.batch_size, end)):
-                    try:
-                        img = load_image(files[i], path=listed_in, line=lines[i], size=enc.image_size)
-                        pixels.append(preprocess_image(img, enc.image_size))
-                    except InputError as e:
-                        if on_error == "stop":
-                            raise
-                        log.warning("skipping %s", e)
-                        skipped.append((ids[i], str(e)))
-                        continue
-                    good.append(ids[i])
-                if good:
-                    parts.append(enc.encode_pixels(np.stack(pixels), top_k=top_k))
-                    chunk_ids += good
-            out.append(chunk_ids, SparseBatch.concat(parts), done=end, skipped=skipped)
+            chunk_ids, batch, skipped = encode_image_chunk(
+                enc, ids[a:end], files[a:end], listed_in, lines[a:end], top_k, s.batch_size, on_error
+            )
+            out.append(chunk_ids, batch, done=end, skipped=skipped)
             bar.update(end - a)

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag, count_lines
+from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_vocab_flag, count_lines
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", default=None, help="what the documents are: image, text, ...")
     p.add_argument("--no-store-vectors", action="store_true", help="do not keep vectors for --backend scipy")
     p.add_argument("--chunk-size", type=int, default=10_000, help="vectors read per chunk (bounds memory)")
+    p.add_argument(
+        "--shards", type=int, default=None,
+        help="build a sharded index: OUT/shard-000 ... each a complete index, documents split by a hash of their id",
+    )  # fmt: skip
     add_vocab_flag(p)
     add_on_error_flag(p)
     add_heap_flag(p)
+    add_ray_flag(p, "build the shards as Ray tasks")
     p.set_defaults(func=run)
 
 
@@ -68,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--threads and --chunk-size must be at least 1")
+    if args.ray and args.shards is None:
+        raise LexretError("--ray builds the shards of a sharded index; add --shards N")
+    if args.shards is not None and args.engine != "lucene":
+        raise LexretError(f"--shards builds Lucene shards; drop --shards or use --engine lucene (not {args.engine})")
     if args.engine == "lucene":
         resolve_heap(args.heap)  # a bad --heap or $LEXRET_JAVA_HEAP is reported before any work
     vocab = load_vocabulary(args.vocab)
@@ -98,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
     skipped: list[tuple[int, str]] = []
     total = count_lines(args.vectors) if Path(args.vectors).suffix != ".npz" and Path(args.vectors).is_file() else None
     chunks = iter_vectors(args.vectors, vocab, chunk_size=args.chunk_size, on_error=args.on_error, skipped=skipped)
-    meta = Indexer(vocab, config).build(chunks, args.out, info, total=total)
+    if args.shards is not None:
+        from lexret.distributed.sharded_index import ShardedBuild, build_sharded
+
+        build = ShardedBuild(args.shards, ray=args.ray)
+        meta = build_sharded(chunks, args.out, vocab, build, config, info, total=total)
+    else:
+        meta = Indexer(vocab, config).build(chunks, args.out, info, total=total)
     if skipped:
         log.warning("skipped %d bad line(s) of %s:", len(skipped), args.vectors)
         for _, reason in skipped:

@@ -7,16 +7,17 @@ import logging
 import os
 
 from lexret.backends.lucene_two_phase import TwoPhaseParams
-from lexret.commands._common import add_heap_flag, add_on_error_flag, add_vocab_flag
+from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_vocab_flag
+from lexret.commands.milvus import add_milvus_flags
 
-BACKENDS = ("lucene", "lucene-2phase", "exact", "scipy", "seismic")  # = lexret.searcher.BACKENDS
+BACKENDS = ("lucene", "lucene-2phase", "exact", "scipy", "seismic", "milvus")  # lexret.searcher.BACKENDS + milvus
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search an index with query vectors; writes a TREC run")
-    p.add_argument("--index", required=True, help="index folder built by `lexret index`")
+    p.add_argument("--index", default=None, help="index folder built by `lexret index` (single or sharded)")
     p.add_argument("--queries", required=True, help="query vector file (JSONL or .npz)")
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--out", required=True, help="TREC run file to write")
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="lucene; lucene-2phase (the heaviest query terms pick candidates in Lucene, the whole query rescores "
         "them from the stored vectors: approximate); exact (term-at-a-time over the stored vectors, numba: same "
         "results as lucene, faster); scipy (brute force, the slow reference); seismic: approximate (an index "
-        "built with --engine seismic)",
+        "built with --engine seismic); milvus (a collection of `lexret milvus load`: --uri, --collection)",
     )  # fmt: skip
     add_seismic_search_flags(p)
     p.add_argument(
@@ -59,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_vocab_flag(p)
     add_on_error_flag(p)
     add_heap_flag(p)
+    add_milvus_flags(p, required=False)
+    add_ray_flag(p, "search the shards of a sharded index with one Ray actor (and JVM) each")
     p.set_defaults(func=run)
 
 
@@ -75,9 +78,9 @@ def add_seismic_search_flags(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lexret.backends.seismic import SeismicSearchParams
+    from lexret.distributed.sharded_search import open_searcher
     from lexret.errors import LexretError
     from lexret.index_meta import QuerySpec
-    from lexret.searcher import Searcher
     from lexret.trec import write_run_chunks
     from lexret.vectors import read_vectors
     from lexret.vocab import load_vocabulary
@@ -89,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if given and args.backend != "lucene-2phase":
         raise LexretError("--prune-ratio, --expansion and --max-query-terms apply to --backend lucene-2phase only")
     two_phase = TwoPhaseParams(**given)  # checks the values before any work
+    if args.backend == "milvus" and not (args.uri and args.collection) or args.backend != "milvus" and args.uri:
+        raise LexretError("--uri and --collection go with --backend milvus, which needs both")
+    if args.backend != "milvus" and not args.index:
+        raise LexretError(f"--backend {args.backend} needs --index (an index folder built by `lexret index`)")
     if args.backend in ("lucene", "lucene-2phase"):
         from lexret.backends.lucene import resolve_heap
 
@@ -100,10 +107,19 @@ def run(args: argparse.Namespace) -> int:
         vocab_hash=qs.meta.get("vocab_hash", vocab.hash),
         scale=args.scale if args.scale is not None else qs.meta.get("scale"),
     )
-    seismic = SeismicSearchParams(query_cut=args.query_cut, heap_factor=args.heap_factor)
-    with Searcher(
-        args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, seismic=seismic, two_phase=two_phase
-    ) as searcher:
+    if args.backend == "milvus":
+        from lexret.backends.milvus import MilvusSearcher
+
+        searcher = MilvusSearcher(args.uri, args.collection, vocab, expect=spec)
+    else:
+        options = {
+            "seismic": SeismicSearchParams(query_cut=args.query_cut, heap_factor=args.heap_factor),
+            "two_phase": two_phase,
+        }
+        searcher = open_searcher(
+            args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, ray=args.ray, **options
+        )
+    with searcher:
         chunks = searcher.iter_search(qs.ids, qs.batch, args.k, threads=args.threads, chunk_size=args.chunk_size)
         n = write_run_chunks(args.out, chunks, tag=args.tag)  # streamed: memory holds one chunk of hits
     log.info("wrote %s: %d queries, k=%d", args.out, n, args.k)
