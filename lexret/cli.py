@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "explain",
     "eval",
     "compare",
+    "serve",
 )
 
 log = logging.getLogger("lexret")
