@@ -1,7 +1,8 @@
 """Screenshot of the ``lexret serve`` page over the embedded sample (docs/serve.png).
 
 Starts the server on a free port of 127.0.0.1, opens ``/?q=QUERY`` in Debian's headless Chromium
-(driven by Playwright; no browser download) and saves a palette PNG, which keeps the file small.
+(driven by Playwright; no browser download) after a few warm-up searches, and saves a palette PNG,
+which keeps the file small.
 
     python tools/screenshot_serve.py --out docs/serve.png
 """
@@ -25,15 +26,19 @@ def main() -> None:
     p.add_argument("--width", type=int, default=1100)
     p.add_argument("--height", type=int, default=760)
     p.add_argument("--colors", type=int, default=128, help="palette size of the PNG")
+    p.add_argument("--warmup", type=int, default=10, help="searches before the page's, so its timings are steady")
     args = p.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("Chromium is not installed: apt-get install chromium")
+    import httpx
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
     server_args = ["--cache-dir", args.cache_dir] if args.cache_dir else []
     with ServerProcess(server_args) as srv, sync_playwright() as pw:
+        for i in range(args.warmup):
+            httpx.get(f"{srv.url}/api/search", params={"q": f"{args.query} {i}", "k": 30}, timeout=120)
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(f"{srv.url}/?q={quote(args.query)}")
