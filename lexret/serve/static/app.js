@@ -38,7 +38,7 @@ function renderHit(hit) {
     img.loading = "lazy";
     card.append(img);
   }
-  if (hit.text) card.append(el("p", "caption", hit.text));
+  if (hit.text || !hit.image_url) card.append(el("p", "caption", hit.text || hit.id));
   const meta = el("div", "meta");
   meta.append(el("span", "rank", "#" + hit.rank), el("span", "score", "score " + hit.score));
   meta.title = hit.id;
