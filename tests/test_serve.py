@@ -24,6 +24,7 @@ from lexret.serve.sample import SAMPLE_CAPTIONS, SAMPLE_DIR  # noqa: E402
 pytestmark = pytest.mark.slow
 
 QUERIES = ["a dog runs through the grass", "two children playing in the water", "a man on a bike"]
+FIRST_START_TIMEOUT_S = 2400
 SAMPLE_IMAGE = next(iter(sorted((SAMPLE_DIR / "images").glob("*.jpg"))))
 
 
@@ -31,7 +32,8 @@ SAMPLE_IMAGE = next(iter(sorted((SAMPLE_DIR / "images").glob("*.jpg"))))
 def server(tmp_path_factory):
     """The default server: the embedded sample, indexed on first start into a fresh cache folder."""
     cache = tmp_path_factory.mktemp("serve-cache")
-    with ServerProcess(["--cache-dir", str(cache)]) as srv:
+    # first start: encodes the 100 images and 500 captions and builds two indexes (minutes on a busy machine)
+    with ServerProcess(["--cache-dir", str(cache)], start_timeout_s=FIRST_START_TIMEOUT_S) as srv:
         yield srv
 
 

@@ -123,7 +123,13 @@ class Retriever:
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from lexret.encoders import SparseEncoder
+        from lexret.index_meta import read_meta
 
+        for path in (config.index, config.captions_index):  # a wrong path is reported before the model loads
+            if path is not None:
+                read_meta(path)
+        if config.captions_texts is not None and not config.captions_texts.is_file():
+            raise InputError("captions texts file not found", path=str(config.captions_texts))
         encoder = SparseEncoder.from_pretrained(config.model)
         index, captions, texts, root = config.index, config.captions_index, config.captions_texts, config.images
         if index is None:
