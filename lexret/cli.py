@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "compare",
     "milvus",
+    "serve",
 )
 
 log = logging.getLogger("lexret")
