@@ -134,14 +134,7 @@ class Indexer:
                 lucene_ids: dict[str, Any] = {"scheme": SCHEME, "width": width}
             else:
                 lucene_ids = {"scheme": COLLECTION_SCHEME}
-            if empty:
-                log.warning(
-                    "%d document(s) have no positive term weight and cannot be matched by any query "
-                    "(listed under empty_docs in %s): %s",
-                    len(empty),
-                    META_FILE,
-                    ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""),
-                )
+            _warn_empty(empty)
             t_write = time.perf_counter() - t0
             log.info("indexing %d documents with Lucene (%d threads)...", n, cfg.threads)
             build_lucene_index(
@@ -158,32 +151,9 @@ class Indexer:
             if cfg.store_vectors:
                 allq = SparseBatch.concat(stats["parts"])
                 save_docvectors(idx_dir / "docvectors.npz", allq)
-            meta: dict[str, Any] = {
-                "format": FORMAT,
-                "lexret_version": __version__,
-                "backend": "lucene-impact",
-                "model_id": info.model_id,
-                "modality": info.modality,
-                "source": info.source,
-                "vocab_hash": self.vocab.hash,
-                "vocab_size": len(self.vocab),
-                "quantization": self.quantizer.to_dict(),
-                "num_docs": n,
-                "num_postings": stats["nnz"],
-                "impact_sum": stats["impact_sum"],
-                "avg_doc_terms": stats["nnz"] / n,
-                "empty_docs": empty,
-                "build_seconds": round(time.perf_counter() - t0, 3),
-                "write_seconds": round(t_write, 3),
-                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "config": asdict(cfg),
-                "files": files,
-                "index_bytes": sum(files.values()),
-                # the ids Lucene holds: the collection's own or base-62 ranks (lexret.lucene_ids)
-                "lucene_ids": lucene_ids,
-                "has_docvectors": cfg.store_vectors,
-                **(extra_meta or {}),
-            }
+            meta = self._meta(info, stats, cfg, t0, t_write, files, extra_meta)
+            # the ids Lucene holds: the collection's own or base-62 ranks (lexret.lucene_ids)
+            meta.update({"backend": "lucene-impact", "lucene_ids": lucene_ids})
             write_meta(idx_dir, meta)
             shutil.move(str(work / "build.log"), idx_dir / "build.log")
             if cfg.keep_collection:
