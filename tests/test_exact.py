@@ -299,4 +299,4 @@ def test_search_command_lists_the_searcher_backends() -> None:
     from lexret.searcher import BACKENDS
 
     # every Searcher backend, plus milvus, which searches a Milvus collection instead of an index folder
-    assert CLI_BACKENDS == (*BACKENDS, "milvus")
+    assert (*BACKENDS, "milvus") == CLI_BACKENDS
