@@ -197,12 +197,7 @@ class Searcher:
     ) -> Iterator[Run]:
         """Like :meth:`search`, one chunk of queries at a time: memory (the JVM heap and Python's)
         holds one chunk's hits, whatever the number of queries and k."""
-        if len(qids) != len(queries):
-            raise LexretError(f"{len(qids)} query ids for {len(queries)} query vectors")
-        if k < 1:
-            raise LexretError("k must be at least 1")
-        if len(set(qids)) != len(qids):
-            raise LexretError("query ids must be unique")
+        check_queries(qids, queries, k)
         q = self.prepare(queries)
         toks = self.vocab.tokens
         with tqdm(
@@ -238,3 +233,13 @@ class Searcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_queries(qids: Sequence[str], queries: SparseBatch, k: int) -> None:
+    """The checks every searcher makes before any work: one unique id per query vector, k >= 1."""
+    if len(qids) != len(queries):
+        raise LexretError(f"{len(qids)} query ids for {len(queries)} query vectors")
+    if k < 1:
+        raise LexretError("k must be at least 1")
+    if len(set(qids)) != len(qids):
+        raise LexretError("query ids must be unique")

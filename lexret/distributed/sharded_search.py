@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from lexret.distributed.sharding import is_sharded, shard_dirs
 from lexret.errors import IndexIntegrityError, LexretError
 from lexret.index_meta import QuerySpec, check_compatible, read_meta
-from lexret.searcher import DEFAULT_CHUNK, Backend, Searcher
+from lexret.searcher import DEFAULT_CHUNK, Backend, Searcher, check_queries
 from lexret.trec import Run
 from lexret.types import SparseBatch
 from lexret.vocab import Vocabulary
@@ -133,12 +133,7 @@ class ShardedSearcher:
         progress: bool = True,
     ) -> Iterator[Run]:
         """Like :meth:`lexret.searcher.Searcher.iter_search`: one chunk of queries at a time."""
-        if len(qids) != len(queries):
-            raise LexretError(f"{len(qids)} query ids for {len(queries)} query vectors")
-        if k < 1:
-            raise LexretError("k must be at least 1")
-        if len(set(qids)) != len(qids):
-            raise LexretError("query ids must be unique")
+        check_queries(qids, queries, k)
         desc = f"search ({self.backend_name}, {len(self.meta['shards'])} shards{', Ray' if self.ray else ''})"
         with tqdm(total=len(qids), desc=desc, unit="q", disable=None if progress else True) as bar:
             for a in range(0, len(qids), chunk_size):
