@@ -189,12 +189,7 @@ class Indexer:
             bar = stack.enter_context(tqdm(total=total, desc="write collection", unit="doc", disable=None))
             for ids, batch, order in self._windows(chunks):
                 q = self.quantizer(batch)
-                for i, docid in enumerate(ids):
-                    if docid in seen:
-                        raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
-                    seen.add(docid)
-                    if q.indptr[i] == q.indptr[i + 1]:
-                        empty.append(docid)
+                _note_ids(ids, q, seen, empty)
                 # Lucene numbers documents in the order they are written; docids.txt and the stored
                 # vectors keep the input order
                 for i in order.tolist():
@@ -286,12 +281,7 @@ class Indexer:
         with tqdm(total=total, desc="quantize", unit="doc", disable=None) as bar:
             for ids, batch, _ in self._windows(chunks):
                 q = self.quantizer(batch)
-                for i, docid in enumerate(ids):
-                    if docid in seen:
-                        raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
-                    seen.add(docid)
-                    if q.indptr[i] == q.indptr[i + 1]:
-                        empty.append(docid)
+                _note_ids(ids, q, seen, empty)
                 docids.extend(ids)
                 parts.append(q)
                 bar.update(len(ids))
@@ -347,6 +337,16 @@ class Indexer:
                     buf_ids, buf, size = [], [], 0
         if size:
             yield flush()
+
+
+def _note_ids(ids: list[str], q: SparseBatch, seen: set[str], empty: list[str]) -> None:
+    """Refuse an id seen before; add the ids of rows with no positive impact to ``empty``."""
+    for i, docid in enumerate(ids):
+        if docid in seen:
+            raise InputError(f"document id {docid!r} occurs twice; ids must be unique")
+        seen.add(docid)
+        if q.indptr[i] == q.indptr[i + 1]:
+            empty.append(docid)
 
 
 def _warn_empty(empty: list[str]) -> None:
