@@ -153,6 +153,10 @@ class SparseEncoder(_Base):
         self._scale = float(self.config.get("output_scale", 1.0))
         # inference-free model (issue 17): a text is its own wordpieces x a learned per-term table
         self.inference_free: bool = getattr(self.model, "query_weights", None) is not None
+        # caption documents (an image->text index) through the text network, queries by the table
+        self.encoded_documents: bool = self.inference_free and bool(
+            getattr(getattr(self.model, "cfg", None), "encoded_documents", False)
+        )
         self._query_table: np.ndarray | None = None
         self._backend = None
         if self.inference_free:
@@ -262,7 +266,6 @@ class SparseEncoder(_Base):
         An empty or whitespace-only text gives an empty row (no terms): it is kept in place, never
         dropped, and never goes through the model. Texts longer than :attr:`max_text_len` wordpieces
         are truncated to it (see :meth:`truncated`)."""
-        import torch
 
         k = self.top_k_query if top_k is None else top_k
         for i, t in enumerate(texts):
@@ -277,6 +280,26 @@ class SparseEncoder(_Base):
                     for a in _batches(len(texts), batch_size, progress, "encoding texts")
                 ]
             )
+        return self._network_texts(texts, k, batch_size, progress)
+
+    def encode_text_documents(
+        self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, top_k: int | None = None
+    ) -> SparseBatch:
+        """Texts as *documents* (e.g. the captions of an image->text index), pruned to ``top_k`` (default
+        ``top_k_query``) terms. Most models encode a text one way, as :meth:`encode_texts` does; a model
+        trained with ``caption_documents: encoder`` runs its text network for documents (offline work)
+        and keeps the inference-free table for queries."""
+        if not self.encoded_documents:
+            return self.encode_texts(texts, batch_size=batch_size, progress=progress, top_k=top_k)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise LexretError(f"text {i} is a {type(t).__name__}, not a string")
+        return self._network_texts(texts, self.top_k_query if top_k is None else top_k, batch_size, progress)
+
+    def _network_texts(self, texts: Sequence[str], k: int, batch_size: int, progress: bool) -> SparseBatch:
+        """Texts through the text backbone and the model's text head (empty texts give empty rows)."""
+        import torch
+
         parts = [SparseBatch.empty(0, len(self.vocab))]
         with torch.inference_mode():
             for a in _batches(len(texts), batch_size, progress, "encoding texts"):

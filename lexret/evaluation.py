@@ -119,8 +119,12 @@ def evaluate_sparse(
     k: int = 10,
     scale: float | None = None,
     threads: int = 2,
+    caption_documents: SparseBatch | None = None,
 ) -> dict[str, Any]:
-    """Index images and captions in Lucene, run both directions, and measure."""
+    """Index images and captions in Lucene, run both directions, and measure. ``caption_documents``:
+    the captions as documents of the image->text index when the model encodes them otherwise than as
+    queries (:meth:`lexret.encoders.SparseEncoder.encode_text_documents`); default ``captions``."""
+    docs = captions if caption_documents is None else caption_documents
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
     from lexret.quantize import DEFAULT_SCALE
 
@@ -129,7 +133,7 @@ def evaluate_sparse(
         [(ids.image_ids, images)], work / "sparse-images.index", IndexInfo(model_id, "image")
     )
     meta_c = Indexer(vocab, cfg).build(
-        [(ids.caption_ids, captions)], work / "sparse-captions.index", IndexInfo(model_id, "text")
+        [(ids.caption_ids, docs)], work / "sparse-captions.index", IndexInfo(model_id, "text")
     )
     q_caps, q_imgs = work / "sparse-caption-queries.npz", work / "sparse-image-queries.npz"
     write_vectors(q_caps, ids.caption_ids, captions, vocab, {"model_id": model_id})
@@ -142,6 +146,7 @@ def evaluate_sparse(
         "caption_index_bytes": meta_c["index_bytes"],
         "avg_doc_terms": float(images.terms_per_row().mean()),
         "avg_query_terms": float(captions.terms_per_row().mean()),
+        "avg_caption_document_terms": float(docs.terms_per_row().mean()),
     }
 
 

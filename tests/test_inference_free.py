@@ -245,3 +245,33 @@ def test_shipped_inference_free_model_encodes_the_sample():
     scores = (docs.to_scipy() @ q.to_scipy().T).toarray()
     owner = np.repeat(np.arange(len(coll.items)), [len(it.captions) for it in coll.items])
     assert all(scores[i, owner == i].max() > 0 for i in range(len(coll.items)))
+
+
+def test_encoded_caption_documents_train_both_directions(tmp_path, inference_free_run):
+    """caption_documents: encoder trains inference-free caption queries (t2i) beside network-encoded caption
+    documents (i2t); validation scores each direction on its own vectors and the checkpoint keeps both."""
+    from lexret.model.checkpoint import load_model
+
+    model_dir, _ = inference_free_run
+    data = model_dir.parent / "captions.jsonl"
+    cfg = TrainConfig.from_dict(
+        dict(
+            kind="sparse", data=str(data), cache_dir=str(model_dir.parent / "cache"), epochs=1, batch_size=4,
+            warmup_steps=1, flops_warmup_steps=2, mlm_batch=4, threads=2, mlm_warmup_steps=2, inference_free=True,
+            caption_documents="encoder", bottleneck=False, top_k_image=8, select="last",
+            model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
+        )
+    )  # fmt: skip
+    metrics = train(cfg, tmp_path / "m")
+    val = metrics["val"]
+    assert val["terms_per_caption_document"] > 0
+    assert val["rsum"] == pytest.approx(sum(v for k, v in val.items() if "R@" in k))
+    model, saved = load_model(tmp_path / "m")
+    assert model.cfg.inference_free and model.cfg.encoded_documents and saved["caption_documents"] == "encoder"
+
+
+def test_caption_documents_encoder_needs_an_inference_free_model():
+    with pytest.raises(LexretError, match="caption_documents"):
+        TrainConfig.from_dict({"kind": "sparse", "caption_documents": "encoder"})
+    with pytest.raises(LexretError, match="caption_documents"):
+        TrainConfig.from_dict({"kind": "sparse", "inference_free": True, "caption_documents": "both"})

@@ -90,9 +90,12 @@ def run(args: argparse.Namespace) -> int:
         else:  # the frozen backbones run once for both models
             img_s, img_d = encode_images_both(images, sparse, dense, batch_size=args.batch_size, progress=True)
             cap_s, cap_d = encode_texts_both(captions, sparse, dense, batch_size=args.batch_size, progress=True)
+        cap_docs = None
+        if sparse.encoded_documents:  # caption documents through the text network, queries by the table
+            cap_docs = sparse.encode_text_documents(captions, batch_size=args.batch_size, progress=True)
         res = evaluate_sparse(
             ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse", k=args.k,
-            scale=args.scale,
+            scale=args.scale, caption_documents=cap_docs,
         )  # fmt: skip
         res["term_precision@10"] = term_precision_at_10(img_s, coll, sparse.vocab.tokens)
         res["query_encode_ms"] = per_query_encode_ms(sparse.encode_texts, captions)

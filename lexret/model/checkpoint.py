@@ -130,6 +130,7 @@ def load_model(path: Path):
         from lexret.model.sparse import SparseLexModel, SparseModelConfig
 
         heads["inference_free"] = bool(cfg.get("inference_free")) or bool(heads.get("inference_free"))
+        heads["encoded_documents"] = cfg.get("caption_documents") == "encoder" or bool(heads.get("encoded_documents"))
 
         model = SparseLexModel(SparseModelConfig(**heads), word_embeddings(), state["active"])
     else:

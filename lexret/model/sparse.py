@@ -55,6 +55,9 @@ class SparseModelConfig:
     # Inference-free text side (issue 17): a text's vector is its own active wordpieces, each weighted by
     # a learned per-term table (``query_weights``, relu'd), with no network at query time.
     inference_free: bool = False
+    # With inference_free: caption *documents* (the image->text index) are encoded by the text network
+    # (text head over MiniLM states), while caption queries stay inference-free.
+    encoded_documents: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -306,7 +309,7 @@ class SparseLexModel(nn.Module):
 
     def text_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``(B, n_terms)`` caption vectors, what an encoder prunes (``lexret.model.ensemble`` has the same)."""
-        if self.query_weights is not None:
+        if self.query_weights is not None and not self.cfg.encoded_documents:
             raise ValueError("an inference-free model encodes texts from wordpiece ids: use query_vectors(ids)")
         return self.encode_text_states(states, mask)[0]
 

@@ -69,6 +69,11 @@ class TrainConfig:
     # text vectors = a text's own active wordpieces x a learned per-term table initialised from IDF over
     # the training captions; no text network at query time (lexret.model.sparse.query_vectors)
     inference_free: bool = False
+    # with inference_free, how caption *documents* (the image->text index) are encoded: "table" (the same
+    # inference-free vectors as the queries) or "encoder" (the caption network, trained with its MLM losses:
+    # documents are encoded offline, so the network costs nothing at query time); queries stay
+    # inference-free either way, and the two directions are trained on their own score matrices
+    caption_documents: str = "table"
     # df_flops: weight each term's FLOPS penalty (image side w_flops_image, text side w_flops_text) by
     # sigmoid(df_beta * (df - df_alpha)), df = the term's running document frequency in the training
     # images' top-k vectors (losses.DocFrequency, momentum df_momentum per step)
@@ -138,6 +143,10 @@ class TrainConfig:
             raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds")
         if cfg.schedule not in ("steps", "minutes"):
             raise LexretError(f"{where}: schedule must be 'steps' or 'minutes', got {cfg.schedule!r}")
+        if cfg.caption_documents not in ("table", "encoder"):
+            raise LexretError(f"{where}: caption_documents must be 'table' or 'encoder', got {cfg.caption_documents!r}")
+        if cfg.caption_documents == "encoder" and not cfg.inference_free:
+            raise LexretError(f"{where}: caption_documents: encoder is an option of inference_free models")
         if cfg.select not in ("val", "last"):
             raise LexretError(f"{where}: select must be 'val' or 'last', got {cfg.select!r}")
         if cfg.w_budget > 0 and cfg.doc_budget < 1:

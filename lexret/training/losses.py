@@ -45,6 +45,26 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temp: torch.Tensor, same: torch.T
     return 0.5 * (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.T, tgt))
 
 
+def info_nce_directions(
+    t2i: torch.Tensor, i2t: torch.Tensor, temp: torch.Tensor, same: torch.Tensor | None = None
+) -> torch.Tensor:
+    """InfoNCE when the two directions score on their own vectors: ``t2i (B, B)`` caption-query x image
+    scores (row = caption ``i``), ``i2t (B, B)`` image-query x caption-document scores (row = image
+    ``i``); pair ``i`` is the positive of row ``i`` in both."""
+    tgt = torch.arange(t2i.shape[0])
+    return 0.5 * (
+        F.cross_entropy(mask_logits(t2i / temp, same), tgt) + F.cross_entropy(mask_logits(i2t / temp, same), tgt)
+    )
+
+
+def distill_directions(t2i: torch.Tensor, i2t: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """:func:`distill_loss` for :func:`info_nce_directions`' two score matrices (already divided by the
+    temperature and masked); ``teacher (B, B)`` rows are images, columns captions."""
+    rows = F.kl_div(F.log_softmax(i2t, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
+    cols = F.kl_div(F.log_softmax(t2i, 1), F.log_softmax(teacher.T, 1), log_target=True, reduction="batchmean")
+    return 0.5 * (rows + cols)
+
+
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """KL(teacher || student) over each row (image -> captions) and each column (caption -> images)."""
     rows = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")

@@ -37,10 +37,12 @@ from lexret.training.losses import (  # noqa: F401  (info_nce, distill_loss, ...
     budget_penalty,
     df_flops,
     df_weights,
+    distill_directions,
     distill_loss,
     flops,
     idf_table,
     info_nce,
+    info_nce_directions,
     mask_logits,
     same_image_mask,
     topk_mask,
@@ -244,6 +246,15 @@ def _lr_lambda(cfg: TrainConfig, total: int, clock=time.time):
 # sparse
 
 
+def directions_metrics(t2i: dict, i2t: dict) -> dict:
+    """The t2i figures of ``t2i`` and the i2t figures of ``i2t`` (two :func:`retrieval_metrics` results),
+    and their RSUM."""
+    out = {k: v for k, v in t2i.items() if k.startswith("t2i_")}
+    out.update({k: v for k, v in i2t.items() if k.startswith("i2t_")})
+    out["rsum"] = float(sum(v for k, v in out.items() if "R@" in k))
+    return out
+
+
 POSTINGS_AT = 1_000_000  # collection size of the postings estimate (the issue's 1M-image target)
 
 
@@ -264,6 +275,8 @@ class SparseTrainer:
         log.info("sparse model emits %d active terms (content wordpieces of training captions)", active.size)
         heads = head_config("sparse", cfg.model, cfg.image_backbone)
         heads["inference_free"] = cfg.inference_free or bool(heads.get("inference_free"))
+        self.encoded_documents = cfg.caption_documents == "encoder"
+        heads["encoded_documents"] = self.encoded_documents or bool(heads.get("encoded_documents"))
         self.model = SparseLexModel(SparseModelConfig(**heads), word_embeddings(), torch.from_numpy(active))
         self.to_active = torch.full((len(vocab),), -100, dtype=torch.long)
         self.to_active[self.model.active] = torch.arange(active.size)
@@ -399,23 +412,40 @@ class SparseTrainer:
             drop = (torch.rand(mask.shape, generator=gen) < cfg.token_drop) & mask
             drop[:, 0] = False  # [CLS] stays: no caption loses every token
             tmask = mask & ~drop
+        dv = None  # caption *document* vectors when they differ from the query vectors
         if m.query_weights is not None:
             tv, tmx = m.query_vectors(ids), None
+            if self.encoded_documents:
+                dv, tmx = m.encode_text_states(states, tmask)
         else:
             tv, tmx = m.encode_text_states(states, tmask)
         ivk, tvk = topk_mask(iv, cfg.train_top_k_image), topk_mask(tv, cfg.train_top_k_text)
         ivn, tvn = F.normalize(ivk, dim=-1), F.normalize(tvk, dim=-1)
-        losses = {"contrastive": info_nce(ivn, tvn, m.temperature(), same)}
-        if self.teacher is not None:
-            losses["distill"] = distill_loss(
-                mask_logits(ivn @ tvn.T / m.temperature(), same), mask_logits(self.teacher.logits(bi, caps), same)
-            )
+        temp = m.temperature()
+        if dv is None:
+            losses = {"contrastive": info_nce(ivn, tvn, temp, same)}
+            if self.teacher is not None:
+                losses["distill"] = distill_loss(
+                    mask_logits(ivn @ tvn.T / temp, same), mask_logits(self.teacher.logits(bi, caps), same)
+                )
+        else:
+            dvn = F.normalize(topk_mask(dv, cfg.train_top_k_text), dim=-1)
+            t2i, i2t = tvn @ ivn.T, ivn @ dvn.T
+            losses = {"contrastive": info_nce_directions(t2i, i2t, temp, same)}
+            if self.teacher is not None:
+                losses["distill"] = distill_directions(
+                    mask_logits(t2i / temp, same), mask_logits(i2t / temp, same),
+                    mask_logits(self.teacher.logits(bi, caps), same),
+                )  # fmt: skip
         ramp = min(1.0, (step / max(1, cfg.flops_warmup_steps))) ** 2
         normed = cfg.flops_on_normalized
         losses.update(self.regularisers(iv, ivk, ivn if normed else iv, tvn if normed else tv))
         total = cfg.w_contrastive * losses["contrastive"] + ramp * (
             cfg.w_flops_image * losses["flops_image"] + cfg.w_flops_text * losses["flops_text"]
         )
+        if dv is not None:  # caption documents: plain FLOPS (their length is the caption index's, not a query's)
+            losses["flops_documents"] = flops(dvn if normed else dv)
+            total = total + ramp * cfg.w_flops_text * losses["flops_documents"]
         if "budget" in losses:
             total = total + ramp * cfg.w_budget * losses["budget"]
         if "distill" in losses:
@@ -464,23 +494,36 @@ class SparseTrainer:
         for a in range(d.n_train, d.n_train + d.n_val, bs):
             p = torch.from_numpy(np.asarray(c.images[a : min(a + bs, d.n_train + d.n_val)], dtype=np.float32))
             imgs.append(m.encode_patches(p)[0].numpy())
-        txts = []
+        txts, docs = [], []
         for a in range(0, d.val_caps.size, bs):
             st, ids, mask = _text_batch(c, d.val_caps[a : a + bs])
             tv = m.query_vectors(ids) if m.query_weights is not None else m.encode_text_states(st, mask)[0]
             txts.append(tv.numpy())
+            if self.encoded_documents:
+                docs.append(m.encode_text_states(st, mask)[0].numpy())
         m.train()
-        return np.concatenate(imgs), np.concatenate(txts)
+        return np.concatenate(imgs), np.concatenate(txts), (np.concatenate(docs) if docs else None)
 
     def evaluate(self, k_img: int | None = None, k_txt: int | None = None) -> dict:
         cfg, d, c = self.cfg, self.data, self.data.cache
         k_img = cfg.top_k_image if k_img is None else k_img
         k_txt = cfg.top_k_text if k_txt is None else k_txt
-        iv, tv = self.encode_val()
+        iv, tv, dv = self.encode_val()
         ivk, tvk = prune_top_k(iv, k_img), prune_top_k(tv, k_txt)
         norm = l2_normalize if cfg.normalize else (lambda x: x)
-        res = retrieval_metrics(norm(ivk), norm(tvk), d.val_owner)
-        res["rsum_full"] = retrieval_metrics(norm(iv), norm(tv), d.val_owner)["rsum"]
+        if dv is None:
+            res = retrieval_metrics(norm(ivk), norm(tvk), d.val_owner)
+            res["rsum_full"] = retrieval_metrics(norm(iv), norm(tv), d.val_owner)["rsum"]
+        else:  # t2i: caption queries over the images; i2t: image queries over the encoded caption documents
+            dvk = prune_top_k(dv, k_txt)
+            res = directions_metrics(
+                retrieval_metrics(norm(ivk), norm(tvk), d.val_owner),
+                retrieval_metrics(norm(ivk), norm(dvk), d.val_owner),
+            )
+            res["rsum_full"] = directions_metrics(
+                retrieval_metrics(norm(iv), norm(tv), d.val_owner), retrieval_metrics(norm(iv), norm(dv), d.val_owner)
+            )["rsum"]
+            res["terms_per_caption_document"] = float((dvk > 0).sum(1).mean())
         res["flops"] = expected_flops(ivk, tvk)
         res["terms_per_image"] = float((ivk > 0).sum(1).mean())
         res["terms_per_caption"] = float((tvk > 0).sum(1).mean())
