@@ -46,6 +46,11 @@ def encode_image_chunk(
     return chunk_ids, SparseBatch.concat(parts), skipped
 
 
-def encode_text_chunk(enc, texts: Sequence[str], top_k: int, batch_size: int) -> tuple[SparseBatch, list[int]]:
-    """The vectors of ``texts`` and the positions of those truncated to the model's length."""
-    return enc.encode_texts(list(texts), batch_size=batch_size, top_k=top_k), enc.truncated(list(texts))
+def encode_text_chunk(
+    enc, texts: Sequence[str], top_k: int, batch_size: int, documents: bool = False
+) -> tuple[SparseBatch, list[int]]:
+    """The vectors of ``texts`` (as documents when ``documents``: see
+    :meth:`lexret.encoders.SparseEncoder.encode_text_documents`) and the positions of those truncated
+    to the model's length."""
+    encode = enc.encode_text_documents if documents else enc.encode_texts
+    return encode(list(texts), batch_size=batch_size, top_k=top_k), enc.truncated(list(texts))

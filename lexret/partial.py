@@ -72,6 +72,7 @@ def fingerprint(
     vocab_hash: str,
     split: str | None = None,
     texts: Sequence[str] | None = None,
+    documents: bool = False,
 ) -> dict[str, Any]:
     """What identifies an encoding job: a resumed job must agree on every entry."""
     fp: dict[str, Any] = {
@@ -86,6 +87,8 @@ def fingerprint(
     }
     if texts is not None:
         fp["texts_sha256"] = _sha256(texts)
+    if documents:  # only then: fingerprints of query encodings stay those of earlier versions
+        fp["text_role"] = "document"
     return fp
 
 

@@ -275,3 +275,43 @@ def test_caption_documents_encoder_needs_an_inference_free_model():
         TrainConfig.from_dict({"kind": "sparse", "caption_documents": "encoder"})
     with pytest.raises(LexretError, match="caption_documents"):
         TrainConfig.from_dict({"kind": "sparse", "inference_free": True, "caption_documents": "both"})
+
+
+def test_encoded_documents_model_encodes_queries_by_table_and_documents_by_network(tmp_path, inference_free_run):
+    """An inference-free model trained with caption_documents: encoder: queries are table lookups (no
+    text network), documents go through the network, in the encoder, `lexret encode --as-documents`
+    and their fingerprints."""
+    model_dir, _ = inference_free_run
+    data = model_dir.parent / "captions.jsonl"
+    cfg = TrainConfig.from_dict(
+        dict(
+            kind="sparse", data=str(data), cache_dir=str(model_dir.parent / "cache"), epochs=1, batch_size=4,
+            warmup_steps=1, flops_warmup_steps=2, mlm_batch=4, threads=2, mlm_warmup_steps=2, inference_free=True,
+            caption_documents="encoder", bottleneck=False, top_k_image=8, select="last",
+            model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
+        )
+    )  # fmt: skip
+    train(cfg, tmp_path / "m")
+    enc = SparseEncoder.from_pretrained(tmp_path / "m")
+    assert enc.inference_free and enc.encoded_documents
+    texts = ["a red dog picture", "a blue car picture"]
+    queries, docs = enc.encode_texts(texts), enc.encode_text_documents(texts)
+    assert [t for t, _ in enc.decode(queries)[0]] and set(queries.row(0)[0].tolist()) <= set(
+        enc.tokenizer("a red dog picture")["input_ids"]
+    )
+    assert not np.array_equal(docs.to_dense(), queries.to_dense())  # expanded by the network
+    from lexret.cli import main
+
+    src = tmp_path / "texts.txt"
+    src.write_text("\n".join(texts) + "\n")
+    assert main(["encode", "--texts", str(src), "--out", str(tmp_path / "q.npz"), "--model", str(tmp_path / "m")]) == 0
+    assert main(["encode", "--texts", str(src), "--out", str(tmp_path / "d.npz"), "--model", str(tmp_path / "m"),
+                 "--as-documents"]) == 0  # fmt: skip
+    from lexret.vectors import read_vectors
+
+    vocab = default_vocabulary()
+    got_q, got_d = read_vectors(tmp_path / "q.npz", vocab).batch, read_vectors(tmp_path / "d.npz", vocab).batch
+    np.testing.assert_allclose(got_q.to_dense(), queries.to_dense(), rtol=1e-6)
+    np.testing.assert_allclose(got_d.to_dense(), docs.to_dense(), rtol=1e-5, atol=1e-6)
+    bad = ["encode", "--images", str(model_dir.parent / "images"), "--out", str(tmp_path / "x.npz"), "--as-documents"]
+    assert main(bad) != 0 and not (tmp_path / "x.npz").exists()

@@ -59,6 +59,11 @@ def register(subparsers) -> None:
         default=None,
         help="terms kept per item (default: the model's; shipped: 48 per image, 32 per text)",
     )
+    p.add_argument(
+        "--as-documents", action="store_true",
+        help="with --texts: encode them as documents of a text index (image->text search) rather than as "
+        "queries; differs only for models trained with caption_documents: encoder",
+    )  # fmt: skip
     p.add_argument("--split", default=None, help="with a captions JSONL: only items of this split")
     p.add_argument(
         "--on-error", choices=("stop", "skip"), default="stop", help="stop at the first bad item or skip and report"
@@ -91,6 +96,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise LexretError(f"--chunk-size must be between 1 and {MAX_CHUNK:,}, got {args.chunk_size}")
     if args.top_k is not None and not 1 <= args.top_k <= len(default_vocabulary()):
         raise LexretError(f"--top-k must be between 1 and the vocabulary size, got {args.top_k}")
+    if args.as_documents and args.images:
+        raise LexretError("--as-documents applies to --texts (texts as documents of a text index), not to --images")
     if args.ray:
         if args.workers < 1 or args.cpus_per_worker <= 0:
             raise LexretError("--workers must be at least 1 and --cpus-per-worker above 0")
@@ -125,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     import torch  # loaded with the encoder
 
     side = "image" if args.images else "text"
+    documents = bool(args.as_documents) and enc.encoded_documents
     top_k = args.top_k or (enc.top_k_doc if args.images else enc.top_k_query)
     batch_size = args.batch_size or (32 if args.images else 64)
     chunk_size = -(-args.chunk_size // batch_size) * batch_size  # whole batches: resumed runs batch alike
@@ -132,9 +140,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("chunk size rounded up to %d, a whole number of batches of %d", chunk_size, batch_size)
     fp = fingerprint(
         source=source, side=side, ids=ids, model_id=enc.model_id, top_k=top_k, vocab_hash=enc.vocab.hash,
-        split=args.split if args.images else None, texts=texts,
+        split=args.split if args.images else None, texts=texts, documents=documents,
     )  # fmt: skip
     meta = {**enc.metadata(), "side": side, "top_k": top_k}
+    if documents:
+        meta["text_role"] = "document"
     threads = torch.get_num_threads()
     if args.ray:
         return _run_on_ray(args, ids, files if texts is None else [], listed_in, lines if texts is None else [],
@@ -145,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(out.state.threads or threads)  # a resumed job computes as it did before
         try:
             if texts is not None:
-                _encode_texts(enc, out, ids, texts, top_k)
+                _encode_texts(enc, out, ids, texts, top_k, documents)
             else:
                 _encode_images(enc, out, ids, files, listed_in, lines, top_k, args.on_error)
         except (KeyboardInterrupt, LexretError):
@@ -180,6 +190,7 @@ def _run_on_ray(args, ids, files, listed_in, lines, texts, fp, meta, top_k, batc
         model=args.model, top_k=top_k,
         batch_size=batch_size, part_size=part_size, threads=threads, on_error=args.on_error,
         files=[str(f) for f in files], lines=list(lines), listed_in=listed_in, texts=list(texts or []),
+        documents=meta.get("text_role") == "document",
     )  # fmt: skip
     manifest = run_ray_encode(job, args.ray, resume=args.resume, workers=args.workers,
                               cpus_per_worker=args.cpus_per_worker)  # fmt: skip
@@ -193,7 +204,7 @@ def _progress(total: int, done: int, unit: str):
     return tqdm(total=total, initial=done, unit=unit, desc=f"encoding {unit}s", disable=total - done <= 0)
 
 
-def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int) -> None:
+def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int, documents: bool = False) -> None:
     from lexret.encode_chunks import encode_text_chunk
 
     s = out.state
@@ -207,7 +218,7 @@ def _encode_texts(enc, out, ids: list[str], texts: list[str], top_k: int) -> Non
     with _progress(len(texts), s.done, "text") as bar:
         for a in range(s.done, len(texts), s.chunk_size):
             chunk = texts[a : a + s.chunk_size]
-            batch, cut = encode_text_chunk(enc, chunk, top_k, s.batch_size)
+            batch, cut = encode_text_chunk(enc, chunk, top_k, s.batch_size, documents)
             truncated += [ids[a + i] for i in cut]
             out.append(ids[a : a + len(chunk)], batch, done=a + len(chunk))
             bar.update(len(chunk))

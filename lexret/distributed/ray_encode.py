@@ -49,6 +49,7 @@ class EncodeJob:
     lines: list[int | None] = field(default_factory=list)
     listed_in: str | None = None
     texts: list[str] = field(default_factory=list)
+    documents: bool = False  # texts as documents (SparseEncoder.encode_text_documents)
 
     def parts(self) -> list[tuple[int, int, int]]:
         return [(i, a, min(a + self.part_size, len(self.ids))) for i, a in enumerate(range(0, len(self.ids),
@@ -89,7 +90,7 @@ class PartEncoder:
 
         job, skipped, truncated = self.job, [], []
         if job.side == "text":
-            batch, cut = encode_text_chunk(self.enc, job.texts[a:b], job.top_k, job.batch_size)
+            batch, cut = encode_text_chunk(self.enc, job.texts[a:b], job.top_k, job.batch_size, job.documents)
             ids, truncated = job.ids[a:b], [job.ids[a + j] for j in cut]
         else:
             ids, batch, skipped = encode_image_chunk(

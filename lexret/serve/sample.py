@@ -77,7 +77,7 @@ def ensure_sample_indexes(encoder, cache_dir: Path | None = None, heap: str | No
     cap_ids = [f"{it.key}#{j}" for it in coll.items for j in range(len(it.captions))]
     if not _usable(out.captions, encoder.model_id) or not out.texts.is_file():
         log.info("first start: indexing the %d sample captions into %s", len(cap_ids), out.captions)
-        batch = encoder.encode_texts(coll.captions, progress=True)
+        batch = encoder.encode_text_documents(coll.captions, progress=True)
         _build(encoder, cap_ids, batch, out.captions, "text", heap)
         with atomic_write(out.texts) as f:
             for cid, text, owner in zip(cap_ids, coll.captions, coll.caption_owner.tolist()):
