@@ -296,6 +296,27 @@ class SparseEncoder(_Base):
                 raise LexretError(f"text {i} is a {type(t).__name__}, not a string")
         return self._network_texts(texts, self.top_k_query if top_k is None else top_k, batch_size, progress)
 
+    def caption_prior(self) -> tuple[SparseBatch, float] | None:
+        """The model's caption-prior bank (image vectors, temperature), if its folder has one
+        (:mod:`lexret.document_prior`)."""
+        from lexret.document_prior import read_bank
+
+        return read_bank(self.path)
+
+    def with_caption_priors(self, docs: SparseBatch) -> tuple[SparseBatch, dict[str, Any]]:
+        """Caption documents with their prior term added, and the index metadata that makes searchers add
+        the term to every query (:mod:`lexret.document_prior`). Raises if the model has no bank."""
+        from lexret.document_prior import PRIOR_TERM, caption_priors, prior_meta, with_prior
+
+        found = self.caption_prior()
+        if found is None:
+            raise LexretError(f"{self.path} has no caption-prior bank; build one with tools/prior_bank.py")
+        bank, temperature = found
+        scale = self._scale if self._normalize else 1.0
+        priors = caption_priors(docs, bank, temperature)
+        out = with_prior(docs, priors, int(self.vocab.ids([PRIOR_TERM])[0]), scale)
+        return out, prior_meta(self.vocab, scale, temperature, len(bank), self.model_id)
+
     def _network_texts(self, texts: Sequence[str], k: int, batch_size: int, progress: bool) -> SparseBatch:
         """Texts through the text backbone and the model's text head (empty texts give empty rows)."""
         import torch

@@ -120,10 +120,12 @@ def evaluate_sparse(
     scale: float | None = None,
     threads: int = 2,
     caption_documents: SparseBatch | None = None,
+    caption_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Index images and captions in Lucene, run both directions, and measure. ``caption_documents``:
     the captions as documents of the image->text index when the model encodes them otherwise than as
-    queries (:meth:`lexret.encoders.SparseEncoder.encode_text_documents`); default ``captions``."""
+    queries (:meth:`lexret.encoders.SparseEncoder.encode_text_documents`); default ``captions``.
+    ``caption_meta``: extra metadata of the caption index (e.g. its ``query_prior``)."""
     docs = captions if caption_documents is None else caption_documents
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
     from lexret.quantize import DEFAULT_SCALE
@@ -133,7 +135,8 @@ def evaluate_sparse(
         [(ids.image_ids, images)], work / "sparse-images.index", IndexInfo(model_id, "image")
     )
     meta_c = Indexer(vocab, cfg).build(
-        [(ids.caption_ids, docs)], work / "sparse-captions.index", IndexInfo(model_id, "text")
+        [(ids.caption_ids, docs)], work / "sparse-captions.index", IndexInfo(model_id, "text"),
+        extra_meta=caption_meta,
     )
     q_caps, q_imgs = work / "sparse-caption-queries.npz", work / "sparse-image-queries.npz"
     write_vectors(q_caps, ids.caption_ids, captions, vocab, {"model_id": model_id})

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.backends.seismic import SeismicSearchParams
+from lexret.document_prior import META_KEY, add_query_prior
 from lexret.errors import IndexIntegrityError, IndexMismatchError, LexretError
 from lexret.index_meta import QuerySpec, check_compatible, engine_of, read_meta
 from lexret.quantize import Quantizer
@@ -32,6 +33,13 @@ BACKENDS: tuple[str, ...] = ("lucene", "lucene-2phase", "exact", "scipy", "seism
 # The engine whose files a backend searches; None: any folder that stores its vectors.
 _ENGINE_OF_BACKEND = {"lucene": "lucene", "lucene-2phase": "lucene", "seismic": "seismic", "exact": None, "scipy": None}
 DEFAULT_CHUNK = 1000
+
+
+def _one(prior: dict[str, Any]) -> SparseBatch:
+    """The prior term alone at its float query weight (to quantize it like a query)."""
+    term = int(prior["term_id"])
+    weight = np.array([float(prior["query_weight"])], np.float32)
+    return SparseBatch(np.array([0, 1]), np.array([term]), weight, term + 1)
 
 
 class Searcher:
@@ -160,14 +168,18 @@ class Searcher:
         against the index) pass as they are; all others go through the index's own quantizer."""
         if queries.dim != len(self.vocab):
             raise LexretError(f"queries have dim {queries.dim}, the vocabulary {len(self.vocab)} terms")
+        prior = self.meta.get(META_KEY)
         if self.queries_quantized:
             if not queries.is_integer:
                 raise LexretError(
                     "queries were declared quantized (--scale) but hold non-integer weights; "
                     "drop --scale to let the index quantize them"
                 )
-            return queries.threshold(0)
-        return self.quantizer(queries)
+            out = queries.threshold(0)
+            if prior is not None:  # the prior term's weight, quantized as the index's quantizer would
+                out = add_query_prior(out, {**prior, "query_weight": self.quantizer(_one(prior)).values[0]})
+            return out
+        return self.quantizer(queries if prior is None else add_query_prior(queries, prior))
 
     def search(
         self,

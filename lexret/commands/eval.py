@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--top-k-text", type=int, default=None, help="terms kept per caption (default: the sparse model's; shipped: 32)"
     )
+    p.add_argument(
+        "--no-caption-prior", action="store_true",
+        help="index captions without the model's caption priors (image->text; see lexret.document_prior)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=64, help="encoding batch size")
     add_on_error_flag(p)
@@ -93,10 +97,16 @@ def run(args: argparse.Namespace) -> int:
         cap_docs = None
         if sparse.encoded_documents:  # caption documents through the text network, queries by the table
             cap_docs = sparse.encode_text_documents(captions, batch_size=args.batch_size, progress=True)
+        cap_meta = None
+        if not args.no_caption_prior and sparse.caption_prior() is not None:
+            cap_docs, cap_meta = sparse.with_caption_priors(cap_s if cap_docs is None else cap_docs)
+            log.info("caption documents carry priors over %d bank images (T=%s)",
+                     cap_meta["query_prior"]["bank_images"], cap_meta["query_prior"]["temperature"])  # fmt: skip
         res = evaluate_sparse(
             ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse", k=args.k,
-            scale=args.scale, caption_documents=cap_docs,
+            scale=args.scale, caption_documents=cap_docs, caption_meta=cap_meta,
         )  # fmt: skip
+        res["caption_prior"] = None if cap_meta is None else cap_meta["query_prior"]
         res["term_precision@10"] = term_precision_at_10(img_s, coll, sparse.vocab.tokens)
         res["query_encode_ms"] = per_query_encode_ms(sparse.encode_texts, captions)
         res["model_id"] = sparse.model_id
