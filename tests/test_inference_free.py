@@ -271,6 +271,8 @@ def test_encoded_caption_documents_train_both_directions(tmp_path, inference_fre
 
 
 def test_caption_documents_encoder_needs_an_inference_free_model():
+    with pytest.raises(LexretError, match="stop_epoch"):
+        TrainConfig.from_dict({"kind": "sparse", "epochs": 3, "stop_epoch": 4})
     with pytest.raises(LexretError, match="caption_documents"):
         TrainConfig.from_dict({"kind": "sparse", "caption_documents": "encoder"})
     with pytest.raises(LexretError, match="caption_documents"):
@@ -291,7 +293,8 @@ def test_encoded_documents_model_encodes_queries_by_table_and_documents_by_netwo
             model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
         )
     )  # fmt: skip
-    train(cfg, tmp_path / "m")
+    metrics = train(cfg.replace(epochs=2, stop_epoch=1), tmp_path / "m")
+    assert metrics["best_epoch"] == 1 and metrics["stopped_early"]  # the first epoch of a 2-epoch schedule
     enc = SparseEncoder.from_pretrained(tmp_path / "m")
     assert enc.inference_free and enc.encoded_documents
     texts = ["a red dog picture", "a blue car picture"]

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         cap_docs = None
         if sparse.encoded_documents:  # caption documents through the text network, queries by the table
             cap_docs = sparse.encode_text_documents(captions, batch_size=args.batch_size, progress=True)
-        cap_meta = None
+        cap_meta, plain_docs = None, cap_docs
         if not args.no_caption_prior and sparse.caption_prior() is not None:
             cap_docs, cap_meta = sparse.with_caption_priors(cap_s if cap_docs is None else cap_docs)
             log.info("caption documents carry priors over %d bank images (T=%s)",
@@ -107,6 +107,13 @@ def run(args: argparse.Namespace) -> int:
             scale=args.scale, caption_documents=cap_docs, caption_meta=cap_meta,
         )  # fmt: skip
         res["caption_prior"] = None if cap_meta is None else cap_meta["query_prior"]
+        if cap_meta is not None:  # side by side: the same vectors without the priors (image->text changes)
+            plain = evaluate_sparse(
+                ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse-no-prior",
+                k=args.k, scale=args.scale,
+                caption_documents=plain_docs,
+            )  # fmt: skip
+            report["systems"]["sparse-lucene-no-prior"] = {**plain, "model_id": sparse.model_id}
         res["term_precision@10"] = term_precision_at_10(img_s, coll, sparse.vocab.tokens)
         res["query_encode_ms"] = per_query_encode_ms(sparse.encode_texts, captions)
         res["model_id"] = sparse.model_id

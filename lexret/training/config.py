@@ -30,6 +30,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     max_minutes: float = 60.0
+    # > 0: end the run after this epoch while keeping the learning-rate schedule of `epochs`: the run is
+    # then the first stop_epoch epochs of the full one (an equal-budget prefix for ablations)
+    stop_epoch: int = 0
     # learning-rate decay: "steps" (cosine over epochs x steps) or "minutes" (cosine over max_minutes of
     # wall time; training ends at the first epoch end past max_minutes, epochs is then an upper bound)
     schedule: str = "steps"
@@ -143,6 +146,8 @@ class TrainConfig:
             raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds")
         if cfg.schedule not in ("steps", "minutes"):
             raise LexretError(f"{where}: schedule must be 'steps' or 'minutes', got {cfg.schedule!r}")
+        if not 0 <= cfg.stop_epoch <= cfg.epochs:
+            raise LexretError(f"{where}: stop_epoch is 0 (off) or an epoch in 1..{cfg.epochs}, got {cfg.stop_epoch}")
         if cfg.caption_documents not in ("table", "encoder"):
             raise LexretError(f"{where}: caption_documents must be 'table' or 'encoder', got {cfg.caption_documents!r}")
         if cfg.caption_documents == "encoder" and not cfg.inference_free:

@@ -662,6 +662,7 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
             epoch=epoch, step=step, minutes=(time.time() - t0) / 60, temperature=float(model.temperature().detach())
         )
         out_of_time = (time.time() - t0) / 60 > cfg.max_minutes and epoch < cfg.epochs
+        out_of_time = out_of_time or (0 < cfg.stop_epoch == epoch < cfg.epochs)
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:  # the last epoch is always evaluated
             if ema is None:
                 rec["val"] = trainer.evaluate()
@@ -687,7 +688,10 @@ def train(cfg: TrainConfig, out: str | Path, data: Data | None = None) -> dict:
             " ".join(f"{k}={v:.1f}" for k, v in val.items() if k.startswith("terms") or k.startswith("term_")),
         )
         if out_of_time:
-            log.warning("stopping after epoch %d: max_minutes=%.0f reached", epoch, cfg.max_minutes)
+            why = f"max_minutes={cfg.max_minutes:.0f} reached"
+            if epoch == cfg.stop_epoch:
+                why = f"stop_epoch={cfg.stop_epoch}"
+            log.warning("stopping after epoch %d: %s", epoch, why)
             stopped_early = True
             break
     assert best is not None and best_state is not None
