@@ -161,6 +161,11 @@ def test_cli_eval_end_to_end_with_top_k_override(tmp_path):
     assert 0 < res["avg_doc_terms"] <= 8 and 0 < res["avg_query_terms"] <= 4
     assert set(res["t2i"]) == {"R@1", "R@5", "R@10", "MRR@10"} and res["t2i"]["R@10"] >= 50
     assert res["index_bytes"] > 0 and res["search_ms"] > 0
+    # the shipped model carries a caption-prior bank: captions are indexed with priors, and the same vectors
+    # without them are reported beside (text->image is untouched by priors)
+    prior, plain = res["caption_prior"], json.loads(out.read_text())["systems"]["sparse-lucene-no-prior"]
+    assert prior["term"] == "[unused0]" and prior["bank_images"] == 1000 and prior["temperature"] > 0
+    assert plain["t2i"] == res["t2i"] and plain["avg_caption_document_terms"] <= res["avg_caption_document_terms"]
     assert main([*args, "--top-k-image", "0"]) == 2
 
 

@@ -227,7 +227,7 @@ def test_shipped_inference_free_model_encodes_the_sample():
     from lexret.data import load_captions
 
     enc = SparseEncoder.from_pretrained(SHIPPED_IF)
-    assert enc.inference_free and enc.model_id == "lexret-sparse-if-lite0-v1-fp16"
+    assert enc.inference_free and enc.encoded_documents and enc.model_id == "lexret-sparse-if-lite0-v2-fp16"
     coll = load_captions(SAMPLE, limit=3)
     docs = enc.encode_images([it.image for it in coll.items])
     assert np.all(docs.terms_per_row() > 0) and np.all(docs.terms_per_row() <= 48)
@@ -241,8 +241,11 @@ def test_shipped_inference_free_model_encodes_the_sample():
         idx, val = q.row(i)
         assert idx.tolist() == want  # a caption's terms are exactly its own weighted wordpieces
         np.testing.assert_allclose(val, table[idx] * 5.0 / np.linalg.norm(table[idx]), rtol=1e-5)
-    # image -> text scores the same caption vectors as documents: each image shares terms with its own captions
-    scores = (docs.to_scipy() @ q.to_scipy().T).toarray()
+    # image -> text: captions as documents go through the text network (expanded, up to 32 terms), and
+    # each image shares terms with its own captions' documents
+    cap_docs = enc.encode_text_documents(coll.captions)
+    assert cap_docs.terms_per_row().mean() > q.terms_per_row().mean()
+    scores = (docs.to_scipy() @ cap_docs.to_scipy().T).toarray()
     owner = np.repeat(np.arange(len(coll.items)), [len(it.captions) for it in coll.items])
     assert all(scores[i, owner == i].max() > 0 for i in range(len(coll.items)))
 
