@@ -76,10 +76,12 @@ class BothEncoder:
     def ready(self) -> bool:
         return True
 
-    def encode(self, side: str, items: list[Any], batch_size: int) -> tuple[SparseBatch, np.ndarray | None]:
+    def encode(
+        self, side: str, items: list[Any], batch_size: int, with_dense: bool = True
+    ) -> tuple[SparseBatch, np.ndarray | None]:
         from lexret.encoders import encode_side
 
-        return encode_side(side, items, self.sparse, self.dense, batch_size=batch_size)
+        return encode_side(side, items, self.sparse, self.dense if with_dense else None, batch_size=batch_size)
 
 
 def part_bounds(n: int, batch_size: int, parts: int) -> list[tuple[int, int]]:
@@ -128,7 +130,7 @@ class RayEncoderPool:
             raise LexretError(f"no {side}s to encode")
         actors = self._start()
         bounds = part_bounds(len(items), bs, PARTS_PER_WORKER * len(actors))
-        jobs = [(side, items[a:b], bs) for a, b in bounds]
+        jobs = [(side, items[a:b], bs, self.dense is not None) for a, b in bounds]
         desc = f"encoding {side}s ({'sparse + dense, ' if self.dense is not None else ''}Ray)"
         results = run_on_actors(actors, "encode", jobs, desc=desc, unit=side, sizes=[b - a for a, b in bounds])
         return gather(results, len(self.sparse.vocab))
