@@ -66,6 +66,20 @@ def test_ray_encoding_equals_in_process_bit_for_bit(ray_local, sample_items) -> 
         _same(pool.encode("text", captions, batch_size=8), encode_side("text", captions, sparse, batch_size=8))
 
 
+def test_ray_encoding_of_an_inference_free_model_equals_in_process(ray_local, sample_items) -> None:
+    from lexret.distributed.encode_both import RayEncode, RayEncoderPool
+    from lexret.encoders import CHECKPOINTS, SparseEncoder, encode_side
+
+    _, captions = sample_items
+    sparse = SparseEncoder.from_pretrained(CHECKPOINTS / "sparse-if")
+    assert sparse.inference_free  # texts need only the tokenizer and the weight table
+    sparse.top_k_query = 6
+    with RayEncoderPool(sparse, None, RayEncode("local", workers=1, cpus_per_worker=0.5)) as pool:
+        got = pool.encode("text", captions, batch_size=16)
+    _same(got, encode_side("text", captions, sparse, batch_size=16))
+    assert got[0].terms_per_row().max() == 6
+
+
 def _eval(tmp_path: Path, name: str, *extra: str) -> dict:
     out = tmp_path / f"{name}.json"
     args = ["eval", "--data", str(SAMPLE), "--limit", "12", "--no-dense", "--out", str(out), *extra]
@@ -73,8 +87,14 @@ def _eval(tmp_path: Path, name: str, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_eval_sharded_gives_the_single_index_metrics(tmp_path: Path) -> None:
-    plain = _eval(tmp_path, "plain")["systems"]["sparse-lucene"]
+@pytest.fixture(scope="module")
+def plain_eval(tmp_path_factory) -> dict:
+    """The single-index eval the sharded ones must match."""
+    return _eval(tmp_path_factory.mktemp("plain"), "plain")["systems"]["sparse-lucene"]
+
+
+def test_eval_sharded_gives_the_single_index_metrics(tmp_path: Path, plain_eval) -> None:
+    plain = plain_eval
     report = _eval(tmp_path, "sharded", "--shards", "3")
     sharded = report["systems"]["sparse-lucene-sharded"]
     assert report["scaleout"] == {"ray": None, "shards": 3, "workers": None}
@@ -84,8 +104,8 @@ def test_eval_sharded_gives_the_single_index_metrics(tmp_path: Path) -> None:
     assert plain["t2i"]["R@10"] > 50  # a real ranking, not an empty one
 
 
-def test_eval_ray_encodes_and_searches_the_shards_on_ray(ray_local, tmp_path: Path) -> None:
-    plain = _eval(tmp_path, "plain")["systems"]["sparse-lucene"]
+def test_eval_ray_encodes_and_searches_the_shards_on_ray(ray_local, tmp_path: Path, plain_eval) -> None:
+    plain = plain_eval
     report = _eval(tmp_path, "ray", "--shards", "2", "--ray", "local", "--workers", "1", "--cpus-per-worker", "0.5")
     sharded = report["systems"]["sparse-lucene-sharded"]
     assert report["scaleout"] == {"ray": "local", "shards": 2, "workers": 1}
