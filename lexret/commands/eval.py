@@ -81,7 +81,8 @@ def _encode_split(args: argparse.Namespace, images: list, captions: list[str], s
     if args.ray:
         from lexret.distributed.encode_both import RayEncode, RayEncoderPool
 
-        pool_cm = RayEncoderPool(sparse, dense, RayEncode(args.ray, args.workers or 2, args.cpus_per_worker or 1.0))
+        ray = RayEncode(args.ray, args.workers or 2, args.cpus_per_worker or 1.0)
+        pool_cm = RayEncoderPool(sparse, dense, ray)
     with pool_cm as pool:
         img_s, img_d = encode_items("image", images, sparse, dense, batch_size=args.batch_size, pool=pool)
         cap_s, cap_d = encode_items("text", captions, sparse, dense, batch_size=args.batch_size, pool=pool)
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     report: dict = {
         "data": {"images": len(images), "captions": len(captions), "split": args.split, "path": str(args.data)},
-        "scaleout": {"ray": args.ray, "shards": args.shards, "workers": args.workers if args.ray else None},
+        "scaleout": {"ray": args.ray, "shards": args.shards, "workers": (args.workers or 2) if args.ray else None},
         "systems": {},
     }
     try:
