@@ -187,7 +187,9 @@ class _FakeEncoder:
         return None
 
 
-def test_run_compare_with_shards_adds_an_exact_sharded_row(tmp_path, vocab):
+@pytest.mark.slow
+@pytest.mark.parametrize("ray", [None, "local"])
+def test_run_compare_with_shards_adds_an_exact_sharded_row(tmp_path, vocab, request, ray):
     from pathlib import Path
 
     from lexret.compare import _key, format_records, run_compare
@@ -205,13 +207,15 @@ def test_run_compare_with_shards_adds_an_exact_sharded_row(tmp_path, vocab):
     split.save(cache / f"images-{_key('test-sparse', 'test-dense', [str(it.image) for it in items])}.npz")
     caps = Encoded([str(i) for i in range(n)], split.sparse.top_k(8), split.dense)
     caps.save(cache / f"texts-{_key('test-sparse', 'test-dense', coll.captions)}.npz")
-    cfg = CompareConfig(sizes=[40], index_threads=1, latency_queries=5, shards=2,
+    if ray:  # shards built as Ray tasks, searched by Ray actors from the measuring child (it joins this Ray)
+        request.getfixturevalue("ray_local")
+    cfg = CompareConfig(sizes=[40], index_threads=1, latency_queries=5, shards=2, ray=ray,
                         systems=("sparse-exact", "sparse-lucene", "sparse-lucene-sharded"))  # fmt: skip
     records = run_compare(coll, None, sparse, dense, cfg, tmp_path / "out", cache)
     by = {r["system"]: r for r in records}
     assert set(by) == {"sparse-exact", "sparse-lucene", "sparse-lucene-sharded"}
     sharded = by["sparse-lucene-sharded"]
-    assert sharded["corpus_size"] == 70 and sharded["shards"] == 2 and sharded["ray"] is None
+    assert sharded["corpus_size"] == 70 and sharded["shards"] == 2 and sharded["ray"] == ray
     assert sharded["overlap@10_vs_exact"] == 1.0 and sharded["queries_differing_from_exact"] == 0
     assert sharded["R@10"] == by["sparse-lucene"]["R@10"] and sharded["index_bytes"] > 0
     assert "sparse-lucene-sharded" in format_records(records)
