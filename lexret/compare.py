@@ -21,9 +21,10 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,13 +39,17 @@ from lexret.trec import Run, read_run
 from lexret.types import SparseBatch
 from lexret.vectors import write_vectors
 
+if TYPE_CHECKING:
+    from lexret.distributed.encode_both import RayEncoderPool
+
 log = logging.getLogger(__name__)
 
 CHUNK = 20_000
 # Sparse systems that search the Lucene index folder or the quantized vectors stored in it.
 SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-lucene-2phase", "sparse-scipy")
 # Sparse systems that must rank exactly like the brute force; the first one measured is the reference.
-EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene")
+EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene", "sparse-lucene-sharded")
+SHARDED = "sparse-lucene-sharded"  # a sharded Lucene index (CompareConfig.shards), exact like one index
 OVERLAP_AT = 10
 DENSE_SCORE_DECIMALS = 5  # HNSW and flat sum the same float32 products in different orders
 
@@ -73,6 +78,11 @@ class CompareConfig:
     )  # fmt: skip
     heap: str | None = None
     mix: MixParams = field(default_factory=MixParams)
+    shards: int | None = None  # shards of sparse-lucene-sharded (measured only with shards set)
+    # --ray: encoding on Ray actors (workers x cpus_per_worker), shards built as Ray tasks and searched by actors
+    ray: str | None = None
+    workers: int = 2
+    cpus_per_worker: float = 1.0
 
 
 @dataclass
@@ -103,37 +113,40 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def encode_images_cached(paths: Sequence[Path], ids: list[str], sparse_enc, dense_enc, cache: Path) -> Encoded:
-    """Encode images with both models, or load them from ``cache`` when done before."""
+def encode_images_cached(paths: Sequence[Path], ids: list[str], sparse_enc, dense_enc, cache: Path,
+                         pool: RayEncoderPool | None = None) -> Encoded:  # fmt: skip
+    """Encode images with both models (on ``pool``'s Ray actors when given: the same vectors, the same
+    cache entry), or load them from ``cache`` when done before."""
     key = _key(sparse_enc.model_id, dense_enc.model_id, [str(p) for p in paths])
     path = cache / f"images-{key}.npz"
     if path.is_file():
         log.info("encoded images from cache %s", path)
         return Encoded.load(path)
-    from lexret.encoders import encode_images_both
+    from lexret.distributed.encode_both import encode_items
 
-    sp, de = encode_images_both(list(paths), sparse_enc, dense_enc, progress=True)
+    sp, de = encode_items("image", list(paths), sparse_enc, dense_enc, pool=pool)
     enc = Encoded(ids, sp, np.ascontiguousarray(de, dtype=np.float32))
     enc.save(path)
     return enc
 
 
-def encode_texts_cached(texts: list[str], sparse_enc, dense_enc, cache: Path) -> tuple[SparseBatch, np.ndarray]:
+def encode_texts_cached(texts: list[str], sparse_enc, dense_enc, cache: Path,
+                        pool: RayEncoderPool | None = None) -> tuple[SparseBatch, np.ndarray]:  # fmt: skip
     key = _key(sparse_enc.model_id, dense_enc.model_id, texts)
     path = cache / f"texts-{key}.npz"
     if path.is_file():
         enc = Encoded.load(path)
         return enc.sparse, enc.dense
-    from lexret.encoders import encode_texts_both
+    from lexret.distributed.encode_both import encode_items
 
-    sp, de = encode_texts_both(texts, sparse_enc, dense_enc, progress=True)
+    sp, de = encode_items("text", texts, sparse_enc, dense_enc, pool=pool)
     de = np.ascontiguousarray(de, dtype=np.float32)
     Encoded([str(i) for i in range(len(texts))], sp, de).save(path)
     return sp, de
 
 
 def calibrate_distractors(items: Sequence, real: Encoded, sparse_enc, dense_enc, cfg: CompareConfig,
-                          cache: Path, held: int = 500) -> Calibration:  # fmt: skip
+                          cache: Path, held: int = 500, pool: RayEncoderPool | None = None) -> Calibration:  # fmt: skip
     """Make synthetic distractors as hard as real ones for each system (see ``lexret.distractors``).
 
     Some real distractors are held out, their captions become queries and the image each caption's
@@ -153,7 +166,7 @@ def calibrate_distractors(items: Sequence, real: Encoded, sparse_enc, dense_enc,
         captions = [items[i].captions[0] for i in pick]
         what = f"the first caption of every 8th distractor image ({len(pick)}); the models may have seen them"
     rest = np.setdiff1d(np.arange(len(items)), pick)
-    cap_s, cap_d = encode_texts_cached(captions, sparse_enc, dense_enc, cache)
+    cap_s, cap_d = encode_texts_cached(captions, sparse_enc, dense_enc, cache, pool)
     others = (real.sparse.take(rest), real.dense[rest])
     own = (real.sparse.take(pick[owner]), real.dense[pick[owner]])
     cal = calibrate(others, others, (cap_s, cap_d), own, base=cfg.mix, seed=cfg.seed)
@@ -261,6 +274,8 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
             "artifact": out / "seismic", "index_bytes": smeta["index_bytes"], "build_s": time.perf_counter() - t,
             "seismic": smeta.get("seismic"),
         }  # fmt: skip
+    if SHARDED in cfg.systems:
+        built[SHARDED] = _build_sharded(corpus, vocab, model_id, cfg, out / "lucene-sharded")
     for system, kind in (("dense-faiss-flat", "flat"), ("dense-faiss-hnsw", "hnsw")):
         if system not in cfg.systems:
             continue
@@ -284,6 +299,28 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
     return built
 
 
+def _build_sharded(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out: Path) -> dict[str, Any]:
+    """``cfg.shards`` Lucene shards of the corpus (Ray tasks with ``cfg.ray``), with sparse-lucene's settings."""
+    from lexret.distributed.sharded_index import ShardedBuild, build_sharded
+    from lexret.indexer import IndexConfig, IndexInfo
+    from lexret.quantize import DEFAULT_SCALE
+
+    if cfg.shards is None:
+        from lexret.errors import LexretError
+
+        raise LexretError(f"{SHARDED} needs a shard count: add --shards N")
+    icfg = IndexConfig(
+        scale=cfg.scale or DEFAULT_SCALE, threads=cfg.index_threads, optimize=cfg.optimize, heap=cfg.heap,
+        store_vectors=False, reorder=cfg.reorder,
+    )  # fmt: skip
+    t = time.perf_counter()
+    meta = build_sharded(
+        ((e.ids, e.sparse) for e in corpus.chunks()), out, vocab, ShardedBuild(cfg.shards, ray=cfg.ray), icfg,
+        IndexInfo(model_id, "image"), total=len(corpus),
+    )  # fmt: skip
+    return {"artifact": out, "index_bytes": meta["index_bytes"], "build_s": time.perf_counter() - t}
+
+
 @dataclass
 class Inputs:
     """What every corpus size shares: the split's encoded images and captions, the real distractors
@@ -297,13 +334,30 @@ class Inputs:
     calibration: Calibration | None
 
 
+def encoder_pool(sparse_enc, dense_enc, cfg: CompareConfig) -> AbstractContextManager[RayEncoderPool | None]:
+    """Ray encoding actors for ``cfg.ray`` (started on first use, stopped at the block's end), else ``None``."""
+    if not cfg.ray:
+        return nullcontext(None)
+    from lexret.distributed.encode_both import RayEncode, RayEncoderPool
+
+    return RayEncoderPool(sparse_enc, dense_enc, RayEncode(cfg.ray, cfg.workers, cfg.cpus_per_worker))
+
+
 def prepare_inputs(coll: Collection, distractor_coll: Collection | None, sparse_enc, dense_enc, cfg: CompareConfig,
                    cache_dir: Path) -> Inputs:  # fmt: skip
-    """Encode (or load from ``cache_dir``) the split and the real distractors; calibrate."""
+    """Encode (or load from ``cache_dir``) the split and the real distractors, on Ray actors with
+    ``cfg.ray`` (same vectors, same cache entries); calibrate."""
     cache_dir.mkdir(parents=True, exist_ok=True)
+    with encoder_pool(sparse_enc, dense_enc, cfg) as pool:
+        return _prepare_inputs(coll, distractor_coll, sparse_enc, dense_enc, cfg, cache_dir, pool)
+
+
+def _prepare_inputs(coll: Collection, distractor_coll: Collection | None, sparse_enc, dense_enc, cfg: CompareConfig,
+                    cache_dir: Path, pool: RayEncoderPool | None) -> Inputs:  # fmt: skip
     ids = SplitIds.from_collection(coll)
-    split = encode_images_cached([it.image for it in coll.items], ids.image_ids, sparse_enc, dense_enc, cache_dir)
-    cap_sparse, cap_dense = encode_texts_cached(coll.captions, sparse_enc, dense_enc, cache_dir)
+    split = encode_images_cached([it.image for it in coll.items], ids.image_ids, sparse_enc, dense_enc, cache_dir,
+                                 pool)  # fmt: skip
+    cap_sparse, cap_dense = encode_texts_cached(coll.captions, sparse_enc, dense_enc, cache_dir, pool)
     real, items = None, []
     if distractor_coll is not None:
         own = {it.image.resolve() for it in coll.items}
@@ -314,11 +368,11 @@ def prepare_inputs(coll: Collection, distractor_coll: Collection | None, sparse_
         if items:
             real = encode_images_cached(
                 [it.image for it in items], [f"distractor:{item_id(it.key)}" for it in items], sparse_enc, dense_enc,
-                cache_dir,
+                cache_dir, pool,
             )  # fmt: skip
     calibration = None
     if real is not None and len(real.ids) >= 200:
-        calibration = calibrate_distractors(items, real, sparse_enc, dense_enc, cfg, cache_dir)
+        calibration = calibrate_distractors(items, real, sparse_enc, dense_enc, cfg, cache_dir, pool=pool)
     else:
         log.warning("synthetic distractors are not calibrated against real ones (that needs --distractor-data "
                     "with at least 200 images): their difficulty for each system is unknown")  # fmt: skip
@@ -334,7 +388,24 @@ def run_compare(
     out_dir: Path,
     cache_dir: Path,
 ) -> list[dict[str, Any]]:
-    """Measure every system at every corpus size; writes ``compare.json`` and plots in ``out_dir``."""
+    """Measure every system at every corpus size; writes ``compare.json`` and plots in ``out_dir``. With
+    ``cfg.ray`` one Ray serves the encoding actors, the shard builds and the measured shard searches."""
+    if SHARDED in cfg.systems and cfg.shards is None:
+        from lexret.errors import LexretError
+
+        raise LexretError(f"{SHARDED} needs a shard count: add --shards N")
+    if not cfg.ray:
+        return _run_compare(coll, distractor_coll, sparse_enc, dense_enc, cfg, out_dir, cache_dir)
+    from lexret.distributed.cluster import connect
+
+    with connect(cfg.ray):
+        return _run_compare(coll, distractor_coll, sparse_enc, dense_enc, cfg, out_dir, cache_dir)
+
+
+def _run_compare(
+    coll: Collection, distractor_coll: Collection | None, sparse_enc, dense_enc, cfg: CompareConfig, out_dir: Path,
+    cache_dir: Path,
+) -> list[dict[str, Any]]:  # fmt: skip
     from lexret.evaluation import per_query_encode_ms
     from lexret.measure import measure_in_subprocess
 
@@ -353,6 +424,11 @@ def run_compare(
         "dense": per_query_encode_ms(dense_enc.encode_texts, coll.captions),
     }
     qrels = ids.qrels_t2i()
+    child_ray = None  # the Ray a measured sharded search joins
+    if cfg.ray and SHARDED in cfg.systems:
+        from lexret.distributed.cluster import address_for_children
+
+        child_ray = address_for_children(cfg.ray)
     records: list[dict[str, Any]] = []
     for n in sorted(cfg.sizes):
         corpus = Corpus(split, real, n, cfg, cache_dir)
@@ -369,7 +445,7 @@ def run_compare(
             queries = q_sparse if system.startswith("sparse") else q_dense
             m, run_file = measure_in_subprocess(
                 system, b["artifact"], queries, cfg.k, size_dir / "runs", latency_queries=cfg.latency_queries,
-                heap=cfg.heap,
+                heap=cfg.heap, ray=child_ray if system == SHARDED else None,
             )  # fmt: skip
             runs_by_system[system] = run = read_run(run_file)
             metrics = evaluate(run, qrels, ("R@1", "R@5", "R@10"))
@@ -403,8 +479,10 @@ def run_compare(
                 rec["outrank_rate_synthetic"] = getattr(calibration, f"{space}_synthetic")
             if system == "dense-faiss-hnsw":
                 rec["hnsw"] = asdict(cfg.hnsw)
-            if system == "sparse-lucene":
+            if system in ("sparse-lucene", SHARDED):
                 rec["reorder"] = cfg.reorder
+            if system == SHARDED:
+                rec["shards"], rec["ray"] = cfg.shards, cfg.ray
             if system == "sparse-seismic":
                 from lexret.backends.seismic import SeismicSearchParams
 

@@ -461,3 +461,26 @@ def encode_texts_both(
             sp.append(sparse._to_batch(sparse.model.text_vectors(states, mask).numpy(), sparse.top_k_query))
             de.append(dense.model.encode_text_states(states, mask).numpy().astype(np.float32))
     return SparseBatch.concat(sp), np.concatenate(de)
+
+
+SIDES = ("image", "text")
+
+
+def encode_side(
+    side: str, items: Sequence[Any], sparse: SparseEncoder, dense: DenseEncoder | None = None, *,
+    batch_size: int | None = None, progress: bool = False,
+) -> tuple[SparseBatch, np.ndarray | None]:  # fmt: skip
+    """Images (``side="image"``) or texts with the sparse model and, when given, the dense one (through
+    :func:`encode_images_both` / :func:`encode_texts_both`, the backbones run once); the dense array is
+    ``None`` without a dense model. ``batch_size`` defaults to 32 for images, 64 for texts. The one
+    in-process encoding of ``lexret eval`` and ``lexret compare``, and what their Ray actors run on parts."""
+    if side not in SIDES:
+        raise LexretError(f"side must be one of {SIDES}, not {side!r}")
+    bs = batch_size or (32 if side == "image" else 64)
+    items = list(items)
+    if dense is None:
+        if side == "image":
+            return sparse.encode_images(items, batch_size=bs, progress=progress), None
+        return sparse.encode_texts(items, batch_size=bs, progress=progress), None
+    both = encode_images_both if side == "image" else encode_texts_both
+    return both(items, sparse, dense, batch_size=bs, progress=progress)

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from lexret.text import content_wordpieces, is_content_term
 from lexret.trec import Qrels, read_run
 from lexret.types import SparseBatch
 from lexret.vectors import write_vectors
+
+if TYPE_CHECKING:
+    from lexret.distributed.sharded_index import ShardedBuild
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +98,31 @@ def per_query_encode_ms(encode_one, texts: list[str], n: int = 100) -> float:
 
 def _both_directions(
     system: str, ids: SplitIds, image_index: Path, caption_index: Path, caption_queries: Path, image_queries: Path,
-    k: int, work: Path,
+    k: int, work: Path, ray: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run t2i (captions over the image index) and i2t (images over the caption index), each in a
     measured child process; ``search_ms`` is the t2i latency per query at one thread."""
     from lexret.measure import measure_in_subprocess
 
-    m_t2i, run_t2i = measure_in_subprocess(system, image_index, caption_queries, k, work / "t2i")
-    _, run_i2t = measure_in_subprocess(system, caption_index, image_queries, k, work / "i2t")
+    m_t2i, run_t2i = measure_in_subprocess(system, image_index, caption_queries, k, work / "t2i", ray=ray)
+    _, run_i2t = measure_in_subprocess(system, caption_index, image_queries, k, work / "i2t", ray=ray)
     t2i = evaluate(read_run(run_t2i), ids.qrels_t2i(), T2I_METRICS)
     i2t = evaluate(read_run(run_i2t), ids.qrels_i2t(), I2T_METRICS)
     return {"t2i": t2i, "i2t": i2t, "rsum": rsum(t2i, i2t), "search_ms": m_t2i.latency_ms_mean}
+
+
+def _build_sparse_index(
+    ids: list[str], batch: SparseBatch, out: Path, vocab, cfg, info, sharded: ShardedBuild | None,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One Lucene index, or ``sharded.shards`` of them (Ray tasks with ``sharded.ray``)."""
+    if sharded is None:
+        from lexret.indexer import Indexer
+
+        return Indexer(vocab, cfg).build([(ids, batch)], out, info, extra_meta=extra_meta)
+    from lexret.distributed.sharded_index import build_sharded
+
+    return build_sharded([(ids, batch)], out, vocab, sharded, cfg, info, total=len(ids), extra_meta=extra_meta)
 
 
 def evaluate_sparse(
@@ -119,32 +136,40 @@ def evaluate_sparse(
     k: int = 10,
     scale: float | None = None,
     threads: int = 2,
+    sharded: ShardedBuild | None = None,
     caption_documents: SparseBatch | None = None,
     caption_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Index images and captions in Lucene, run both directions, and measure. ``caption_documents``:
-    the captions as documents of the image->text index when the model encodes them otherwise than as
-    queries (:meth:`lexret.encoders.SparseEncoder.encode_text_documents`); default ``captions``.
-    ``caption_meta``: extra metadata of the caption index (e.g. its ``query_prior``)."""
-    docs = captions if caption_documents is None else caption_documents
-    from lexret.indexer import IndexConfig, Indexer, IndexInfo
+    """Index images and captions in Lucene, run both directions, and measure. With ``sharded``, each
+    index is ``sharded.shards`` shards (built as Ray tasks and searched by Ray actors with ``sharded.ray``),
+    measured as ``sparse-lucene-sharded``: the merge is exact, the metrics are the single index's.
+    ``caption_documents``: the captions as documents of the image->text index when the model encodes
+    them otherwise than as queries (:meth:`lexret.encoders.SparseEncoder.encode_text_documents`, or with
+    caption priors); default ``captions``. ``caption_meta``: extra metadata of the caption index (e.g.
+    its ``query_prior``)."""
+    from lexret.indexer import IndexConfig, IndexInfo
     from lexret.quantize import DEFAULT_SCALE
 
+    docs = captions if caption_documents is None else caption_documents
     cfg = IndexConfig(scale=scale or DEFAULT_SCALE, threads=threads, store_vectors=False)
-    meta_i = Indexer(vocab, cfg).build(
-        [(ids.image_ids, images)], work / "sparse-images.index", IndexInfo(model_id, "image")
-    )
-    meta_c = Indexer(vocab, cfg).build(
-        [(ids.caption_ids, docs)], work / "sparse-captions.index", IndexInfo(model_id, "text"),
-        extra_meta=caption_meta,
-    )
+    suffix = "index" if sharded is None else "sharded"
+    img_index, cap_index = work / f"sparse-images.{suffix}", work / f"sparse-captions.{suffix}"
+    meta_i = _build_sparse_index(ids.image_ids, images, img_index, vocab, cfg, IndexInfo(model_id, "image"), sharded)
+    meta_c = _build_sparse_index(ids.caption_ids, docs, cap_index, vocab, cfg, IndexInfo(model_id, "text"),
+                                 sharded, caption_meta)  # fmt: skip
     q_caps, q_imgs = work / "sparse-caption-queries.npz", work / "sparse-image-queries.npz"
     write_vectors(q_caps, ids.caption_ids, captions, vocab, {"model_id": model_id})
     write_vectors(q_imgs, ids.image_ids, images, vocab, {"model_id": model_id})
+    system, ray, extra = "sparse-lucene", None, {}
+    if sharded is not None:
+        system, extra = "sparse-lucene-sharded", {"shards": sharded.shards, "ray": sharded.ray}
+        if sharded.ray:
+            from lexret.distributed.cluster import address_for_children
+
+            ray = address_for_children(sharded.ray)
     return {
-        **_both_directions(
-            "sparse-lucene", ids, work / "sparse-images.index", work / "sparse-captions.index", q_caps, q_imgs, k, work
-        ),  # fmt: skip
+        **_both_directions(system, ids, img_index, cap_index, q_caps, q_imgs, k, work, ray=ray),
+        **extra,
         "index_bytes": meta_i["index_bytes"],
         "caption_index_bytes": meta_c["index_bytes"],
         "avg_doc_terms": float(images.terms_per_row().mean()),

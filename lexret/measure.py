@@ -29,8 +29,10 @@ from lexret.trec import Run
 WARMUP_QUERIES = 1000
 SYSTEMS = (
     "sparse-lucene", "sparse-exact", "sparse-seismic", "sparse-lucene-2phase", "sparse-scipy", "dense-faiss-flat",
-    "dense-faiss-hnsw",
+    "dense-faiss-hnsw", "sparse-lucene-sharded",
 )  # fmt: skip
+# a sharded Lucene index (lexret.distributed): the shards searched one after the other, or by Ray actors
+SHARDED = "sparse-lucene-sharded"
 # the Searcher backend behind each sparse system (all of them run through lexret.searcher)
 SEARCHER_BACKENDS = {
     "sparse-lucene": "lucene", "sparse-exact": "exact", "sparse-seismic": "seismic",
@@ -88,13 +90,18 @@ def measure(
     latency_queries: int | None = None,
     heap: str | None = None,
     vocab_path: str | None = None,
+    ray: str | None = None,
 ) -> tuple[Measurement, Run]:
-    """Load ``system`` from ``artifact`` and measure it with the queries in ``queries``."""
+    """Load ``system`` from ``artifact`` and measure it with the queries in ``queries`` (``ray``: the
+    ``--ray`` spec whose actors search the shards of ``sparse-lucene-sharded``)."""
     qids: list[str]
     batch_search: Callable[[Sequence[str], Any, int], Run]
     work: Callable[[], float] | None = None  # the engine's own count of the last batch's work per query
+    close: Callable[[], None] | None = None
     t_load = time.perf_counter()
-    if system in SEARCHER_BACKENDS:
+    if system == SHARDED:
+        qids, qsel, batch_search, one, close = _sharded_system(artifact, queries, k, heap, vocab_path, ray)
+    elif system in SEARCHER_BACKENDS:
         from lexret.searcher import Searcher
         from lexret.vectors import read_vectors
         from lexret.vocab import load_vocabulary
@@ -206,6 +213,8 @@ def measure(
     t = time.perf_counter()
     batch_search(qids, qsel, 2)
     qps2 = len(qids) / (time.perf_counter() - t)
+    if close is not None:
+        close()
     m = Measurement(
         system=system,
         num_queries=len(qids),
@@ -221,6 +230,28 @@ def measure(
     return m, run
 
 
+def _sharded_system(
+    artifact: Path, queries: Path, k: int, heap: str | None, vocab_path: str | None, ray: str | None
+) -> tuple[list[str], Any, Callable[[Sequence[str], Any, int], Run], Callable[[int], object], Callable[[], None]]:
+    """The query ids and vectors, a batch search, a one-query search and the closer of a sharded index."""
+    from lexret.distributed.sharded_search import ShardedSearcher
+    from lexret.vectors import read_vectors
+    from lexret.vocab import load_vocabulary
+
+    vocab = load_vocabulary(vocab_path)
+    qs = read_vectors(queries, vocab)
+    searcher = ShardedSearcher(artifact, vocab, heap=heap, ray=ray)
+    qids, batch = qs.ids, qs.batch
+
+    def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
+        return searcher.search(ids, sel, k, threads=threads, chunk_size=LUCENE_CHUNK, progress=False)
+
+    def one(i: int) -> object:
+        return searcher.search([qids[i]], batch.slice(i, i + 1), k, threads=1, progress=False)
+
+    return qids, batch, batch_search, one, searcher.close
+
+
 def measure_in_subprocess(
     system: str,
     artifact: Path,
@@ -230,8 +261,11 @@ def measure_in_subprocess(
     *,
     latency_queries: int | None = None,
     heap: str | None = None,
+    ray: str | None = None,
 ) -> tuple[Measurement, Path]:
-    """Run :func:`measure` in a fresh process; returns the measurement and the run file it wrote."""
+    """Run :func:`measure` in a fresh process; returns the measurement and the run file it wrote (``ray``:
+    the spec the child joins for a sharded system, see
+    :func:`lexret.distributed.cluster.address_for_children`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result = out_dir / f"{system}.measure.json"
     run_file = out_dir / f"{system}.trec"
@@ -241,6 +275,8 @@ def measure_in_subprocess(
         cmd += ["--latency-queries", str(latency_queries)]
     if heap:
         cmd += ["--heap", heap]
+    if ray:
+        cmd += ["--ray", ray]
     env = dict(os.environ, OMP_NUM_THREADS="2", TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -262,10 +298,12 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--run", type=Path, default=None)
     p.add_argument("--latency-queries", type=int, default=None)
     p.add_argument("--heap", default=None)
+    p.add_argument("--ray", default=None, help="with sparse-lucene-sharded: search the shards with Ray actors")
     args = p.parse_args(argv)
     m, run = measure(
-        args.system, args.artifact, args.queries, args.k, latency_queries=args.latency_queries, heap=args.heap
-    )
+        args.system, args.artifact, args.queries, args.k, latency_queries=args.latency_queries, heap=args.heap,
+        ray=args.ray,
+    )  # fmt: skip
     args.out.write_text(json.dumps(asdict(m), indent=1))
     if args.run:
         write_run(args.run, run, tag=args.system)

@@ -34,8 +34,9 @@ def corpus_setup(tmp_path_factory, vocab):
     split = _encoded(40, "img", 1, len(vocab))
     real = _encoded(30, "real", 2, len(vocab))
     cfg = CompareConfig(
-        sizes=[100], index_threads=1, hnsw=HnswParams(m=8, ef_construction=40, ef_search=32), systems=SYSTEMS
-    )
+        sizes=[100], index_threads=1, hnsw=HnswParams(m=8, ef_construction=40, ef_search=32), systems=SYSTEMS,
+        shards=2,
+    )  # fmt: skip
     cache = tmp_path_factory.mktemp("cache")
     corpus = Corpus(split, real, 100, cfg, cache)
     return split, real, cfg, cache, corpus
@@ -86,19 +87,21 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
             assert 0 < m.postings_per_query < all_lists
         else:
             assert m.postings_per_query is None
-    # exactness: Lucene and the exact engine equal the scipy brute force on the same corpus
-    assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"]
+    # exactness: Lucene (one index or 2 shards) and the exact engine equal the scipy brute force on the same corpus
+    assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"] == runs["sparse-lucene-sharded"]
+    assert (built["sparse-lucene-sharded"]["artifact"] / "shard-001").is_dir()
     records = {s: {} for s in SYSTEMS}
     queries_f = split.sparse.slice(0, 20).top_k(8)
     scorer = LazyPairScorer(built["sparse-lucene"]["artifact"] / "docvectors.npz", queries_f,
                             [f"q{i}" for i in range(20)])  # fmt: skip
     check_against_exact(records, runs, scorer, 140)
-    exact_systems = ("sparse-lucene", "sparse-exact", "sparse-scipy", "dense-faiss-flat")
+    exact_systems = ("sparse-lucene", "sparse-exact", "sparse-scipy", "sparse-lucene-sharded", "dense-faiss-flat")
     assert all(records[s]["overlap@10_vs_exact"] == 1.0 for s in exact_systems)
     assert all(0.5 <= records[s]["overlap@10_vs_exact"] <= 1.0 for s in ("sparse-seismic", "sparse-lucene-2phase"))
     assert "queries_differing_from_exact" not in records["sparse-seismic"]
     assert records["sparse-lucene"]["queries_differing_from_exact"] == 0
     assert records["sparse-lucene"]["exact_reference"] == "sparse-exact"
+    assert records["sparse-lucene-sharded"]["queries_differing_from_exact"] == 0
     assert 0.5 <= records["dense-faiss-hnsw"]["overlap@10_vs_exact"] <= 1.0
     # each query vector is (a pruned copy of) an image in the corpus: it should find that image first
     assert sum(runs["sparse-lucene"][f"q{i}"][0][0] == f"img{i}" for i in range(20)) >= 18
@@ -172,3 +175,49 @@ def test_exact_pair_scorer_recomputes_scores_from_the_stored_vectors(small_index
         assert scorer.rescore(qid, zeroed) == hits[::-1]
     some = {q: [(d, 0.0) for d, _ in h] for q, h in list(want.items())[:5]}
     assert scorer.exact_scores(some, 3) == {q: dict(h[:3]) for q, h in list(want.items())[:5]}
+
+
+class _FakeEncoder:
+    """What run_compare asks of an encoder once the encodings are cached: ids, vocabulary, query encoding."""
+
+    def __init__(self, model_id: str, vocab) -> None:
+        self.model_id, self.vocab, self.config = model_id, vocab, {}
+
+    def encode_texts(self, texts):
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ray", [None, "local"])
+def test_run_compare_with_shards_adds_an_exact_sharded_row(tmp_path, vocab, request, ray):
+    from pathlib import Path
+
+    from lexret.compare import _key, format_records, run_compare
+    from lexret.data import Collection, Item
+
+    n = 30
+    items = [Item(Path(f"img{i}.jpg"), (f"caption {i}",), key=f"img{i}.jpg") for i in range(n)]
+    coll = Collection(Path("captions.jsonl"), items)
+    sparse, dense = _FakeEncoder("test-sparse", vocab), _FakeEncoder("test-dense", vocab)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # the encodings, cached under the keys compare computes: nothing is encoded
+    split = _encoded(n, "img", 3, len(vocab))
+    split.ids = [f"img{i}.jpg" for i in range(n)]
+    split.save(cache / f"images-{_key('test-sparse', 'test-dense', [str(it.image) for it in items])}.npz")
+    caps = Encoded([str(i) for i in range(n)], split.sparse.top_k(8), split.dense)
+    caps.save(cache / f"texts-{_key('test-sparse', 'test-dense', coll.captions)}.npz")
+    if ray:  # shards built as Ray tasks, searched by Ray actors from the measuring child (it joins this Ray)
+        request.getfixturevalue("ray_local")
+    cfg = CompareConfig(sizes=[40], index_threads=1, latency_queries=5, shards=2, ray=ray,
+                        systems=("sparse-exact", "sparse-lucene", "sparse-lucene-sharded"))  # fmt: skip
+    records = run_compare(coll, None, sparse, dense, cfg, tmp_path / "out", cache)
+    by = {r["system"]: r for r in records}
+    assert set(by) == {"sparse-exact", "sparse-lucene", "sparse-lucene-sharded"}
+    sharded = by["sparse-lucene-sharded"]
+    assert sharded["corpus_size"] == 70 and sharded["shards"] == 2 and sharded["ray"] == ray
+    assert sharded["overlap@10_vs_exact"] == 1.0 and sharded["queries_differing_from_exact"] == 0
+    assert sharded["R@10"] == by["sparse-lucene"]["R@10"] and sharded["index_bytes"] > 0
+    assert "sparse-lucene-sharded" in format_records(records)
+    saved = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert [r["system"] for r in saved] == ["sparse-exact", "sparse-lucene", "sparse-lucene-sharded"]

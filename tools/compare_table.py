@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 # the exact sparse systems, in the order compare picks its reference from (lexret.compare.EXACT_SPARSE)
-EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene")
+EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene", "sparse-lucene-sharded")
 COLUMNS = [
     ("R@1", "R@1", "{:.2f}"), ("R@5", "R@5", "{:.2f}"), ("R@10", "R@10", "{:.2f}"),
     ("index MB", "index_bytes", "mb"), ("build s", "build_s", "{:.1f}"), ("peak RSS MB", "peak_rss_bytes", "mb"),

@@ -38,3 +38,27 @@ def add_ray_flag(p: argparse.ArgumentParser, what: str) -> None:
 def count_lines(path: str | Path) -> int:
     with open(path, "rb") as f:
         return sum(1 for line in f if line.strip())
+
+
+def add_ray_workers_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="with --ray: encoding actors, each loads the models once "
+                   "(default 2)")  # fmt: skip
+    p.add_argument("--cpus-per-worker", type=float, default=None,
+                   help="with --ray: CPUs Ray reserves per encoding actor, fractions allowed (default 1)")  # fmt: skip
+
+
+def check_ray_args(args: argparse.Namespace) -> None:
+    """``--workers``/``--cpus-per-worker`` need ``--ray``; ``--shards`` is 1 to MAX_SHARDS (eval, compare)."""
+    from lexret.errors import LexretError
+
+    if not args.ray and (args.workers is not None or args.cpus_per_worker is not None):
+        raise LexretError("--workers and --cpus-per-worker size the Ray encoding actors; add --ray local|auto|ADDRESS")
+    if args.workers is not None and args.workers < 1:
+        raise LexretError(f"--workers must be at least 1, got {args.workers}")
+    if args.cpus_per_worker is not None and not args.cpus_per_worker > 0:
+        raise LexretError(f"--cpus-per-worker must be above 0, got {args.cpus_per_worker}")
+    if args.shards is not None:
+        from lexret.distributed.sharding import MAX_SHARDS
+
+        if not 1 <= args.shards <= MAX_SHARDS:
+            raise LexretError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")

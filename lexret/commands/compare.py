@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lexret.commands._common import add_heap_flag, add_on_error_flag
+from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_ray_workers_flags
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hnsw-ef-search", type=int, default=128)
     p.add_argument("--latency-queries", type=int, default=1000, help="queries timed one by one per system")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic distractors")
+    p.add_argument(
+        "--shards", type=int, default=None,
+        help="also measure sparse-lucene-sharded: the corpus in N Lucene shards, searched shard by shard and merged "
+        "(exact); with --ray built as Ray tasks and searched by one Ray actor per shard",
+    )  # fmt: skip
+    add_ray_flag(p, "encode the split, captions and real distractors on Ray actors (same vectors, same cache)")
+    add_ray_workers_flags(p)
     add_on_error_flag(p)
     add_heap_flag(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lexret.backends.dense import HnswParams
-    from lexret.compare import CompareConfig, format_records, run_compare
-    from lexret.data import load_captions
-    from lexret.encoders import DenseEncoder, SparseEncoder
+def _systems(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--systems`` (or the default set), with sparse-lucene-sharded added by ``--shards``."""
+    from lexret.compare import SHARDED, CompareConfig
     from lexret.errors import LexretError
     from lexret.measure import SYSTEMS
 
@@ -74,11 +77,30 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         raise LexretError(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    if args.shards is None and SHARDED in systems:
+        raise LexretError(f"{SHARDED} needs a shard count: add --shards N")
+    if args.shards is not None and SHARDED not in systems:
+        systems = (*systems, SHARDED)
+    return systems
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lexret.backends.dense import HnswParams
+    from lexret.commands._common import check_ray_args
+    from lexret.compare import CompareConfig, format_records, run_compare
+    from lexret.data import load_captions
+    from lexret.encoders import DenseEncoder, SparseEncoder
+
+    check_ray_args(args)
+    systems = _systems(args)
     cfg = CompareConfig(
         sizes=_sizes(args.distractors), k=args.k, seed=args.seed, scale=args.scale,
         index_threads=args.index_threads, optimize=args.optimize, reorder=args.reorder,
         hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search),
-        latency_queries=args.latency_queries, systems=systems, heap=args.heap,
+        latency_queries=args.latency_queries, systems=systems, heap=args.heap, shards=args.shards, ray=args.ray,
+        workers=args.workers or 2, cpus_per_worker=args.cpus_per_worker or 1.0,
     )  # fmt: skip
     coll = load_captions(args.data, split=args.split, on_error=args.on_error)
     dcoll = load_captions(args.distractor_data, on_error=args.on_error) if args.distractor_data else None

@@ -174,3 +174,40 @@ def stop_actors(actors: Sequence[Any]) -> None:
     ray = _import_ray()
     for a in actors:
         ray.kill(a)
+
+
+def run_on_actors(
+    actors: Sequence[Any], method: str, jobs: Sequence[tuple], *, desc: str, unit: str = "job",
+    sizes: Sequence[int] | None = None,
+) -> list[Any]:  # fmt: skip
+    """``[actor.method(*job) for job in jobs]`` spread over ``actors``, each running one job at a time and
+    given the next one as soon as it is free; results in job order. ``sizes`` (one per job) drive the
+    progress bar in items instead of jobs."""
+    ray = _import_ray()
+    if not actors:
+        raise LexretError("no Ray actors to run the jobs on")
+    results: dict[int, Any] = {}
+    idle, running = list(actors), {}
+    todo = iter(range(len(jobs)))
+    with tqdm(total=sum(sizes) if sizes is not None else len(jobs), desc=desc, unit=unit, disable=None) as bar:
+        while True:
+            for actor, i in zip(list(idle), todo):  # zip stops at the first exhausted: no job is lost
+                idle.remove(actor)
+                running[getattr(actor, method).remote(*jobs[i])] = (i, actor)
+            if not running:
+                break
+            done, _ = ray.wait(list(running), num_returns=1)
+            i, actor = running.pop(done[0])
+            results[i] = _unwrap(ray, done[0])
+            idle.append(actor)
+            bar.update(sizes[i] if sizes is not None else 1)
+    return [results[i] for i in range(len(jobs))]
+
+
+def address_for_children(spec: str) -> str:
+    """The ``--ray`` value a child process passes to join the Ray this process is connected to (a local
+    Ray started here is reached by its address, not started again); ``spec`` when not connected."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return str(ray.get_runtime_context().gcs_address)
+    return spec

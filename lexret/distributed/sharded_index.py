@@ -80,10 +80,11 @@ def _read_chunks(shard_parts: Path) -> Iterator[tuple[list[str], SparseBatch]]:
 
 
 def build_shard(
-    shard_parts: str, out: str, vocab: Vocabulary, config: IndexConfig, info: IndexInfo, total: int
+    shard_parts: str, out: str, vocab: Vocabulary, config: IndexConfig, info: IndexInfo, total: int,
+    extra_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build one shard's index from its chunk files (in process, or as a Ray task)."""
-    return Indexer(vocab, config).build(_read_chunks(Path(shard_parts)), out, info, total=total)
+    return Indexer(vocab, config).build(_read_chunks(Path(shard_parts)), out, info, total=total, extra_meta=extra_meta)
 
 
 def build_sharded(
@@ -95,8 +96,10 @@ def build_sharded(
     info: IndexInfo | None = None,
     *,
     total: int | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the sharded index at ``out_dir`` and return its top-level metadata."""
+    """Build the sharded index at ``out_dir`` and return its top-level metadata; ``extra_meta`` goes into
+    every shard's metadata (e.g. a caption index's ``query_prior``, which each shard's searcher reads)."""
     from lexret.indexer import _swap_into_place
 
     config = config or IndexConfig()
@@ -118,7 +121,7 @@ def build_sharded(
                 f"{sum(counts)} documents leave shard {counts.index(0)} of {build.shards} empty; use fewer --shards"
             )
         jobs = [
-            (str(parts / shard_name(i)), str(index / shard_name(i)), vocab, config, info, counts[i])
+            (str(parts / shard_name(i)), str(index / shard_name(i)), vocab, config, info, counts[i], extra_meta)
             for i in range(build.shards)
         ]
         log.info("building %d shards (%s)", build.shards, "Ray tasks" if build.ray else "one after the other")
