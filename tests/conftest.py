@@ -91,3 +91,16 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=_local_env())
     yield ray
     ray.shutdown()
+
+
+def _starts_ray(item: pytest.Item) -> bool:
+    return "ray_local" in getattr(item, "fixturenames", ()) or item.get_closest_marker("ray") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start Ray in the pytest process run last. Measured in CI: once Ray was initialised in
+    a process whose in-process JVM (pyjnius, Lucene) was already running, the next in-process Lucene
+    search died with a segmentation fault (Ray's start-up replaces signal handlers the JVM relies on).
+    lexret's own commands never mix the two in one process (Lucene runs in child processes or Ray
+    actors under --ray); the test session does, so its order keeps them apart."""
+    items[:] = [it for it in items if not _starts_ray(it)] + [it for it in items if _starts_ray(it)]

@@ -188,7 +188,7 @@ class _FakeEncoder:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ray", [None, "local"])
+@pytest.mark.parametrize("ray", [None, pytest.param("local", marks=pytest.mark.ray)])
 def test_run_compare_with_shards_adds_an_exact_sharded_row(tmp_path, vocab, request, ray):
     from pathlib import Path
 
