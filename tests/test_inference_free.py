@@ -250,21 +250,25 @@ def test_shipped_inference_free_model_encodes_the_sample():
     assert all(scores[i, owner == i].max() > 0 for i in range(len(coll.items)))
 
 
+def _encoded_documents_config(root: Path) -> TrainConfig:
+    """A one-epoch caption_documents: encoder run on the tiny collection (and cache) of ``inference_free_run``."""
+    return TrainConfig.from_dict(
+        dict(
+            kind="sparse", data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"), epochs=1, batch_size=4,
+            warmup_steps=1, flops_warmup_steps=2, mlm_batch=4, threads=2, mlm_warmup_steps=2, inference_free=True,
+            caption_documents="encoder", bottleneck=False, top_k_image=8, select="last",
+            model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
+        )
+    )  # fmt: skip
+
+
 def test_encoded_caption_documents_train_both_directions(tmp_path, inference_free_run):
     """caption_documents: encoder trains inference-free caption queries (t2i) beside network-encoded caption
     documents (i2t); validation scores each direction on its own vectors and the checkpoint keeps both."""
     from lexret.model.checkpoint import load_model
 
     model_dir, _ = inference_free_run
-    data = model_dir.parent / "captions.jsonl"
-    cfg = TrainConfig.from_dict(
-        dict(
-            kind="sparse", data=str(data), cache_dir=str(model_dir.parent / "cache"), epochs=1, batch_size=4,
-            warmup_steps=1, flops_warmup_steps=2, mlm_batch=4, threads=2, mlm_warmup_steps=2, inference_free=True,
-            caption_documents="encoder", bottleneck=False, top_k_image=8, select="last",
-            model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
-        )
-    )  # fmt: skip
+    cfg = _encoded_documents_config(model_dir.parent)
     metrics = train(cfg, tmp_path / "m")
     val = metrics["val"]
     assert val["terms_per_caption_document"] > 0
@@ -287,15 +291,7 @@ def test_encoded_documents_model_encodes_queries_by_table_and_documents_by_netwo
     text network), documents go through the network, in the encoder, `lexret encode --as-documents`
     and their fingerprints."""
     model_dir, _ = inference_free_run
-    data = model_dir.parent / "captions.jsonl"
-    cfg = TrainConfig.from_dict(
-        dict(
-            kind="sparse", data=str(data), cache_dir=str(model_dir.parent / "cache"), epochs=1, batch_size=4,
-            warmup_steps=1, flops_warmup_steps=2, mlm_batch=4, threads=2, mlm_warmup_steps=2, inference_free=True,
-            caption_documents="encoder", bottleneck=False, top_k_image=8, select="last",
-            model={"image_layers": 1, "image_ff": 64, "decoder_ff": 64, "decoder_layers": 1},
-        )
-    )  # fmt: skip
+    cfg = _encoded_documents_config(model_dir.parent)
     metrics = train(cfg.replace(epochs=2, stop_epoch=1), tmp_path / "m")
     assert metrics["best_epoch"] == 1 and metrics["stopped_early"]  # the first epoch of a 2-epoch schedule
     enc = SparseEncoder.from_pretrained(tmp_path / "m")
