@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lexret.backends.dense import HnswParams
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.data import Collection
 from lexret.distractors import Calibration, MixParams, calibrate, synthesize_chunk
 from lexret.evaluation import SplitIds, item_id
@@ -68,6 +69,7 @@ class CompareConfig:
     optimize: bool = False
     reorder: str = "none"  # Lucene document order (lexret.reorder); bp measured no gain here
     hnsw: HnswParams = field(default_factory=HnswParams)
+    two_phase: TwoPhaseParams = field(default_factory=TwoPhaseParams)  # of sparse-lucene-2phase
     latency_queries: int = 1000
     # sparse-scipy (the slow brute force) is left out by default: sparse-exact ranks the same, faster.
     # Measured in this order, each pair of rivals together, the slowest last (compare.json is written
@@ -446,6 +448,7 @@ def _run_compare(
             m, run_file = measure_in_subprocess(
                 system, b["artifact"], queries, cfg.k, size_dir / "runs", latency_queries=cfg.latency_queries,
                 heap=cfg.heap, ray=child_ray if system == SHARDED else None,
+                two_phase=cfg.two_phase if system == "sparse-lucene-2phase" else None,
             )  # fmt: skip
             runs_by_system[system] = run = read_run(run_file)
             metrics = evaluate(run, qrels, ("R@1", "R@5", "R@10"))
@@ -489,9 +492,7 @@ def _run_compare(
                 rec["seismic_build"] = b.get("seismic")
                 rec["seismic_search"] = asdict(SeismicSearchParams())
             if system == "sparse-lucene-2phase":
-                from lexret.backends.lucene_two_phase import TwoPhaseParams
-
-                rec["two_phase"] = asdict(TwoPhaseParams())
+                rec["two_phase"] = asdict(cfg.two_phase)
             records.append(rec)
             log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
             size_records = {r["system"]: r for r in records if r["corpus_size"] == len(corpus)}
@@ -536,8 +537,9 @@ def check_against_exact(records: dict[str, dict[str, Any]], runs: dict[str, Run]
                             "%s vs %s at %d: %d of %d queries differ (ids, order or scores)", system, ref, size, differ,
                             len(runs[ref]))  # fmt: skip
             elif scorer is not None:
-                rec["overlap@10_vs_exact"] = overlap_at_k(runs[system], runs[ref], OVERLAP_AT, scorer.exact_scores(
-                    runs[system], OVERLAP_AT))
+                rec["overlap@10_vs_exact"] = overlap_at_k(
+                    runs[system], runs[ref], OVERLAP_AT, scorer.exact_scores(runs[system], OVERLAP_AT)
+                )
     if {"dense-faiss-flat", "dense-faiss-hnsw"} <= runs.keys():
         for system in ("dense-faiss-flat", "dense-faiss-hnsw"):
             rounded = {
@@ -649,10 +651,22 @@ def plot(records: list[dict[str, Any]], out_dir: Path) -> None:
         ("index_size_vs_size.png", "corpus_size", "index_bytes", "corpus size (items)", "index size (bytes)", True),
         ("recall_vs_latency.png", "latency_ms_mean", "R@10", lat, "R@10 (%)", False),
         ("qps_vs_size.png", "corpus_size", "qps_1thread", "corpus size (items)", "queries/s (batch, 1 thread)", True),
-        ("postings_vs_size.png", "corpus_size", "postings_per_query", "corpus size (items)",
-         "postings (or documents) scored per query", True),
-        ("overlap_vs_qps.png", "qps_1thread", "overlap@10_vs_exact", "queries/s (batch, 1 thread)",
-         "overlap@10 with the exact top-10", False),
+        (
+            "postings_vs_size.png",
+            "corpus_size",
+            "postings_per_query",
+            "corpus size (items)",
+            "postings (or documents) scored per query",
+            True,
+        ),
+        (
+            "overlap_vs_qps.png",
+            "qps_1thread",
+            "overlap@10_vs_exact",
+            "queries/s (batch, 1 thread)",
+            "overlap@10 with the exact top-10",
+            False,
+        ),
     ]
     for name, x, y, xl, yl, logy in figs:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.trec import Run
 
 WARMUP_QUERIES = 1000
@@ -91,9 +92,11 @@ def measure(
     heap: str | None = None,
     vocab_path: str | None = None,
     ray: str | None = None,
+    two_phase: TwoPhaseParams | None = None,
 ) -> tuple[Measurement, Run]:
     """Load ``system`` from ``artifact`` and measure it with the queries in ``queries`` (``ray``: the
-    ``--ray`` spec whose actors search the shards of ``sparse-lucene-sharded``)."""
+    ``--ray`` spec whose actors search the shards of ``sparse-lucene-sharded``; ``two_phase``: the
+    parameters of ``sparse-lucene-2phase``, default :class:`TwoPhaseParams`)."""
     qids: list[str]
     batch_search: Callable[[Sequence[str], Any, int], Run]
     work: Callable[[], float] | None = None  # the engine's own count of the last batch's work per query
@@ -109,7 +112,7 @@ def measure(
         vocab = load_vocabulary(vocab_path)
         qs = read_vectors(queries, vocab)
         qids = qs.ids
-        searcher = Searcher(artifact, vocab, backend=SEARCHER_BACKENDS[system], heap=heap)
+        searcher = Searcher(artifact, vocab, backend=SEARCHER_BACKENDS[system], heap=heap, two_phase=two_phase)
         qint = searcher.prepare(qs.batch)
         if system == "sparse-lucene":
             lucene = searcher._lucene
@@ -164,8 +167,8 @@ def measure(
             def one(i: int) -> object:
                 return two_phase.search([qids[i]], qint.slice(i, i + 1), k, threads=1)
 
-            df = np.bincount(two_phase.indices, minlength=qint.dim)
-            phase1 = [two_phase.params.keep(*qint.row(i))[0] for i in range(len(qint))]
+            df = two_phase.df
+            phase1 = [two_phase.phase1_terms(*qint.row(i))[0] for i in range(len(qint))]
 
             def work() -> float:  # postings in the phase-1 lists (Lucene may skip some of them)
                 return float(np.mean([df[t].sum() for t in phase1])) if phase1 else 0.0
@@ -262,6 +265,7 @@ def measure_in_subprocess(
     latency_queries: int | None = None,
     heap: str | None = None,
     ray: str | None = None,
+    two_phase: TwoPhaseParams | None = None,
 ) -> tuple[Measurement, Path]:
     """Run :func:`measure` in a fresh process; returns the measurement and the run file it wrote (``ray``:
     the spec the child joins for a sharded system, see
@@ -277,6 +281,8 @@ def measure_in_subprocess(
         cmd += ["--heap", heap]
     if ray:
         cmd += ["--ray", ray]
+    if two_phase is not None:
+        cmd += ["--two-phase", json.dumps(asdict(two_phase))]
     env = dict(os.environ, OMP_NUM_THREADS="2", TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -299,10 +305,12 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--latency-queries", type=int, default=None)
     p.add_argument("--heap", default=None)
     p.add_argument("--ray", default=None, help="with sparse-lucene-sharded: search the shards with Ray actors")
+    p.add_argument("--two-phase", default=None, help="sparse-lucene-2phase: TwoPhaseParams as JSON")
     args = p.parse_args(argv)
+    two_phase = TwoPhaseParams(**json.loads(args.two_phase)) if args.two_phase else None
     m, run = measure(
         args.system, args.artifact, args.queries, args.k, latency_queries=args.latency_queries, heap=args.heap,
-        ray=args.ray,
+        ray=args.ray, two_phase=two_phase,
     )  # fmt: skip
     args.out.write_text(json.dumps(asdict(m), indent=1))
     if args.run:

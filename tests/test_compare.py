@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lexret.backends.dense import HnswParams
+from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.compare import (
     CompareConfig,
     Corpus,
@@ -87,6 +88,13 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
             assert 0 < m.postings_per_query < all_lists
         else:
             assert m.postings_per_query is None
+    # a postings budget bounds what two-phase reads (the first term of a query is kept even past it)
+    budget = TwoPhaseParams(prune_ratio=0.0, max_postings=int(all_lists / 3))
+    m, _ = measure_in_subprocess(
+        "sparse-lucene-2phase", built["sparse-lucene-2phase"]["artifact"], q_sparse, 10, tmp_path / "runs-budget",
+        latency_queries=10, two_phase=budget,
+    )  # fmt: skip
+    assert 0 < m.postings_per_query <= all_lists / 3
     # exactness: Lucene (one index or 2 shards) and the exact engine equal the scipy brute force on the same corpus
     assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"] == runs["sparse-lucene-sharded"]
     assert (built["sparse-lucene-sharded"]["artifact"] / "shard-001").is_dir()

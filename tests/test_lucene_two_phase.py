@@ -35,7 +35,23 @@ def test_keep_heaviest_terms_by_ratio_then_count() -> None:
     assert TwoPhaseParams().keep(np.array([], int), np.array([], int))[0].size == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"prune_ratio": -0.1}, {"prune_ratio": 1.5}, {"expansion": 0.5}, {"max_terms": 0}])
+def test_postings_budget_takes_the_most_selective_terms_that_fit() -> None:
+    idx = np.array([1, 2, 3, 4])
+    val = np.array([8, 8, 4, 2])
+    df = np.zeros(10, np.int64)
+    df[[1, 2, 3, 4]] = [900, 50, 10, 300]  # of 1000 documents
+    # weight x idf: term 2 (8 x 3.0), term 3 (4 x 4.6), term 4 (2 x 1.2), term 1 (8 x 0.1)
+    got = TwoPhaseParams(prune_ratio=0.0, max_postings=100).keep(idx, val, df, 1000)
+    assert got[0].tolist() == [2, 3] and got[1].tolist() == [8, 4]  # heaviest first; 4 and 1 do not fit
+    # a list too long is skipped, a later one that fits is still taken
+    assert TwoPhaseParams(prune_ratio=0.0, max_postings=400).keep(idx, val, df, 1000)[0].tolist() == [2, 3, 4]
+    assert TwoPhaseParams(prune_ratio=0.0, max_postings=5).keep(idx, val, df, 1000)[0].tolist() == [2]  # never empty
+    assert TwoPhaseParams(prune_ratio=0.0, max_postings=10**6).keep(idx, val, df, 1000)[0].tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="posting-list lengths"):
+        TwoPhaseParams(max_postings=100).keep(idx, val)
+
+
+@pytest.mark.parametrize("kwargs", [{"prune_ratio": -0.1}, {"prune_ratio": 1.5}, {"expansion": 0.5}, {"max_terms": 0}, {"max_postings": 0}])
 def test_params_refuse_values_out_of_range(kwargs) -> None:
     with pytest.raises(LexretError, match="must"):
         TwoPhaseParams(**kwargs)
@@ -112,6 +128,32 @@ def test_with_a_cut_scores_are_exact_and_ranked_like_exact_search(built: dict, v
 
 
 @pytest.mark.slow
+def test_postings_budget_searches_the_chosen_terms_and_rescores_exactly(built: dict, vocab: Vocabulary) -> None:
+    k, budget = 10, 700
+    docs_q = Quantizer(1.0)(built["docs"])
+    df = np.bincount(docs_q.indices, minlength=docs_q.dim)
+    params = TwoPhaseParams(prune_ratio=0.0, expansion=3.0, max_postings=budget)
+    exact = built["exact"]
+    with Searcher(built["ix"], vocab, backend="lucene-2phase", two_phase=params) as s:
+        got = s.search(built["qids"], built["q"], k, progress=False)
+        assert s._two_phase.df.tolist() == df.tolist()
+    cut = 0
+    for i, qid in enumerate(built["qids"]):
+        idx, val = built["q"].row(i)
+        kept = params.keep(idx, val.astype(np.int64), df, len(built["ids"]))[0]
+        assert df[kept].sum() <= budget or kept.size == 1
+        cut += kept.size < idx.size
+        # the reference: candidates by the kept terms alone, ranked again by the whole query
+        mask = np.isin(idx, kept)
+        part = SparseBatch.from_rows([(idx[mask], val[mask])], built["q"].dim)
+        cands = [d for d, _ in exact.search([qid], part, params.candidates(k))[qid]]
+        whole = dict(exact.search([qid], built["q"].slice(i, i + 1), len(built["ids"]))[qid])
+        want = sorted(((d, whole[d]) for d in cands if d in whole), key=lambda t: (-t[1], t[0]))[:k]
+        assert got[qid] == want
+    assert cut > 10  # the budget cut most queries on this collection
+
+
+@pytest.mark.slow
 def test_cli_lucene_2phase_without_cut_equals_scipy(built: dict, vocab: Vocabulary, tmp_path) -> None:
     qfile = tmp_path / "q.jsonl"
     write_vectors(qfile, built["qids"], built["q"], vocab)
@@ -122,6 +164,10 @@ def test_cli_lucene_2phase_without_cut_equals_scipy(built: dict, vocab: Vocabula
     assert read_run(tmp_path / "two.run") == read_run(tmp_path / "exact.run")
     assert main([*base, "--out", str(tmp_path / "x.run"), "--prune-ratio", "0.3"]) == 2  # lucene alone
     assert main([*two, "--expansion", "0.5"]) == 2
+    assert main([*two, "--max-postings", "0"]) == 2
+    assert main([*base, "--out", str(tmp_path / "x.run"), "--max-postings", "100"]) == 2  # lucene alone
+    assert main([*two, "--max-postings", "100000000", "--expansion", "1"]) == 0  # a budget nothing exceeds: exact
+    assert read_run(tmp_path / "two.run") == read_run(tmp_path / "exact.run")
 
 
 @pytest.mark.slow

@@ -2,14 +2,17 @@
 
 Phase 1 searches Lucene with the query's heaviest terms only (those weighing at least
 ``prune_ratio`` times the query's largest weight, and at most ``max_terms`` of them) for
-``ceil(k * expansion)`` candidates; phase 2 scores every candidate exactly with the whole query
+``ceil(k * expansion)`` candidates; with ``max_postings`` it keeps, of those, the terms that score
+most per posting read (weight x idf, first) while their posting lists hold at most ``max_postings``
+postings together: a bound on phase 1's work that does not grow with the query's frequent terms;
+phase 2 scores every candidate exactly with the whole query
 from the stored quantized document vectors (``docvectors.npz``) and keeps the top ``k``, ties
 broken by docid as Lucene and the brute force do. This is OpenSearch's neural-sparse two-phase
 processor (``prune_ratio``, ``expansion_rate``) and Milvus' ``drop_ratio_search`` with refine.
 
 It is approximate: a document that none of the heavy terms ranks among the candidates is lost.
-With ``prune_ratio=0`` and no ``max_terms`` phase 1 runs the whole query and the result equals
-exact search. Only the Lucene backend is used (no pyserini import here).
+With ``prune_ratio=0`` and no ``max_terms`` or ``max_postings`` phase 1 runs the whole query and the
+result equals exact search. Only the Lucene backend is used (no pyserini import here).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class TwoPhaseParams:
     expansion: float = 5.0
     # and keeps at most this many of the heaviest terms (None: no limit)
     max_terms: int | None = None
+    # and then, most selective first (weight x idf), the terms whose posting lists hold at most this many
+    # postings together (always at least one term; None: no budget)
+    max_postings: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_ratio <= 1.0:
@@ -46,12 +52,17 @@ class TwoPhaseParams:
             raise LexretError(f"expansion {self.expansion} must be at least 1")
         if self.max_terms is not None and self.max_terms < 1:
             raise LexretError(f"max terms {self.max_terms} must be at least 1")
+        if self.max_postings is not None and self.max_postings < 1:
+            raise LexretError(f"max postings {self.max_postings} must be at least 1")
 
     def candidates(self, k: int) -> int:
         return math.ceil(k * self.expansion)
 
-    def keep(self, idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The phase-1 terms of one query (positive weights only), heaviest first."""
+    def keep(
+        self, idx: np.ndarray, val: np.ndarray, df: np.ndarray | None = None, n_docs: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The phase-1 terms of one query (positive weights only), heaviest first. ``df`` (posting-list
+        length of every term id) and ``n_docs`` are needed with ``max_postings``."""
         import numpy as np
 
         pos = val > 0
@@ -63,7 +74,30 @@ class TwoPhaseParams:
         n = int(np.count_nonzero(val >= self.prune_ratio * val[0]))
         if self.max_terms is not None:
             n = min(n, self.max_terms)
-        return idx[:n], val[:n]
+        idx, val = idx[:n], val[:n]
+        if self.max_postings is None:
+            return idx, val
+        if df is None or n_docs is None:
+            raise ValueError("a postings budget needs the posting-list lengths (df) and the document count")
+        chosen = within_budget(idx, val, df[idx], n_docs, self.max_postings)
+        return idx[chosen], val[chosen]
+
+
+def within_budget(idx: np.ndarray, val: np.ndarray, lists: np.ndarray, n_docs: int, budget: int) -> np.ndarray:
+    """Positions (ascending) of the terms kept under a postings budget: terms in order of weight x idf
+    (ties by term id), each taken if its list still fits in ``budget`` with those taken before it; the
+    first is always taken, so that no query goes empty."""
+    import numpy as np
+
+    lists = np.asarray(lists, dtype=np.int64)
+    key = val * np.log(max(n_docs, 1) / np.maximum(lists, 1))
+    chosen, total = [], 0
+    for j in np.lexsort((idx, -key)).tolist():
+        if chosen and total + lists[j] > budget:
+            continue
+        chosen.append(j)
+        total += int(lists[j])
+    return np.sort(np.array(chosen, dtype=np.int64))
 
 
 class TwoPhaseLuceneBackend:
@@ -84,12 +118,19 @@ class TwoPhaseLuceneBackend:
         self.indices = docs.indices
         self.values = docs.values  # integer impacts; products are taken in int64
         self.dim = docs.dim
+        # posting-list length of every term: what a postings budget is counted in
+        self.df = np.bincount(self.indices, minlength=self.dim).astype(np.int64)
+        self.n_docs = len(docids)
+
+    def phase1_terms(self, idx: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The terms (and weights) of one integer query that phase 1 searches with."""
+        return self.params.keep(idx, val, self.df, self.n_docs)
 
     def phase1_queries(self, queries: SparseBatch) -> list[dict[str, int]]:
         toks = self.tokens
         out = []
         for i in range(len(queries)):
-            idx, val = self.params.keep(*queries.row(i))
+            idx, val = self.phase1_terms(*queries.row(i))
             out.append({toks[j]: int(v) for j, v in zip(idx.tolist(), val.tolist())})
         return out
 

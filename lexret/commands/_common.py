@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lexret.backends.lucene_two_phase import TwoPhaseParams
 
 
 def add_vocab_flag(p: argparse.ArgumentParser) -> None:
@@ -62,3 +66,41 @@ def check_ray_args(args: argparse.Namespace) -> None:
 
         if not 1 <= args.shards <= MAX_SHARDS:
             raise LexretError(f"--shards must be between 1 and {MAX_SHARDS}, got {args.shards}")
+
+
+def add_two_phase_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of two-phase Lucene search (``TwoPhaseParams``); unset flags keep its defaults."""
+    from lexret.backends.lucene_two_phase import TwoPhaseParams
+
+    d = TwoPhaseParams()
+    g = p.add_argument_group("two-phase Lucene search (lucene-2phase: approximate, docs/compare.md)")
+    g.add_argument(
+        "--prune-ratio", type=float, default=None,
+        help=f"phase 1 keeps query terms weighing at least this share of the heaviest one (0 keeps all; default "
+        f"{d.prune_ratio})",
+    )  # fmt: skip
+    g.add_argument(
+        "--expansion", type=float, default=None,
+        help=f"phase 1 retrieves k x this many candidates (default {d.expansion})",
+    )  # fmt: skip
+    g.add_argument(
+        "--max-query-terms", type=int, default=None,
+        help="phase 1 keeps at most this many of the heaviest query terms (default: no limit)",
+    )  # fmt: skip
+    g.add_argument(
+        "--max-postings", type=int, default=None,
+        help="phase 1 keeps the most selective terms (weight x idf first) whose posting lists hold at most this many "
+        "postings together, at least one term (default: no budget)",
+    )  # fmt: skip
+
+
+def two_phase_params(args: argparse.Namespace) -> tuple[TwoPhaseParams, bool]:
+    """The ``TwoPhaseParams`` the flags of :func:`add_two_phase_flags` give (checked) and whether any was set."""
+    from lexret.backends.lucene_two_phase import TwoPhaseParams
+
+    flags = {
+        "prune_ratio": args.prune_ratio, "expansion": args.expansion, "max_terms": args.max_query_terms,
+        "max_postings": args.max_postings,
+    }  # fmt: skip
+    given = {name: v for name, v in flags.items() if v is not None}
+    return TwoPhaseParams(**given), bool(given)

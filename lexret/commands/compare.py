@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_ray_workers_flags
+from lexret.commands._common import (
+    add_heap_flag,
+    add_on_error_flag,
+    add_ray_flag,
+    add_ray_workers_flags,
+    add_two_phase_flags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--reorder", choices=("none", "bp"), default="none",
         help="Lucene document order: none (corpus order, default) or bp (recursive graph bisection)",
     )  # fmt: skip
+    add_two_phase_flags(p)
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)
     p.add_argument("--hnsw-ef-search", type=int, default=128)
@@ -88,17 +95,24 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lexret.backends.dense import HnswParams
-    from lexret.commands._common import check_ray_args
+    from lexret.commands._common import check_ray_args, two_phase_params
     from lexret.compare import CompareConfig, format_records, run_compare
     from lexret.data import load_captions
     from lexret.encoders import DenseEncoder, SparseEncoder
+    from lexret.errors import LexretError
 
     check_ray_args(args)
     systems = _systems(args)
+    two_phase, given = two_phase_params(args)
+    if given and "sparse-lucene-2phase" not in systems:
+        raise LexretError(
+            "--prune-ratio, --expansion, --max-query-terms and --max-postings tune sparse-lucene-2phase, "
+            "which --systems leaves out"
+        )
     cfg = CompareConfig(
         sizes=_sizes(args.distractors), k=args.k, seed=args.seed, scale=args.scale,
         index_threads=args.index_threads, optimize=args.optimize, reorder=args.reorder,
-        hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search),
+        hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search), two_phase=two_phase,
         latency_queries=args.latency_queries, systems=systems, heap=args.heap, shards=args.shards, ray=args.ray,
         workers=args.workers or 2, cpus_per_worker=args.cpus_per_worker or 1.0,
     )  # fmt: skip

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--top-k-text", type=int, default=None, help="terms kept per caption (default: the sparse model's; shipped: 32)"
     )
     p.add_argument(
-        "--no-caption-prior", action="store_true",
+        "--no-caption-prior",
+        action="store_true",
         help="index captions without the model's caption priors (image->text; see lexret.document_prior)",
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")

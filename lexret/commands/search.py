@@ -6,8 +6,14 @@ import argparse
 import logging
 import os
 
-from lexret.backends.lucene_two_phase import TwoPhaseParams
-from lexret.commands._common import add_heap_flag, add_on_error_flag, add_ray_flag, add_vocab_flag
+from lexret.commands._common import (
+    add_heap_flag,
+    add_on_error_flag,
+    add_ray_flag,
+    add_two_phase_flags,
+    add_vocab_flag,
+    two_phase_params,
+)
 from lexret.commands.milvus import add_milvus_flags
 
 BACKENDS = ("lucene", "lucene-2phase", "exact", "scipy", "seismic", "milvus")  # lexret.searcher.BACKENDS + milvus
@@ -29,21 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "built with --engine seismic); milvus (a collection of `lexret milvus load`: --uri, --collection)",
     )  # fmt: skip
     add_seismic_search_flags(p)
-    p.add_argument(
-        "--prune-ratio", type=float, default=None,
-        help=f"lucene-2phase: phase 1 keeps query terms weighing at least this share of the heaviest one "
-        f"(0 keeps all: exact; default {TwoPhaseParams.prune_ratio})",
-    )  # fmt: skip
-    p.add_argument(
-        "--expansion", type=float, default=None,
-        help=f"lucene-2phase: phase 1 retrieves k x this many candidates (default {TwoPhaseParams.expansion})",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-query-terms",
-        type=int,
-        default=None,
-        help="lucene-2phase: phase 1 keeps at most this many of the heaviest query terms (default: no limit)",
-    )
+    add_two_phase_flags(p)
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -87,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1 or args.threads < 1 or args.chunk_size < 1:
         raise LexretError("--k, --threads and --chunk-size must be at least 1")
-    two_phase_flags = {"prune_ratio": args.prune_ratio, "expansion": args.expansion, "max_terms": args.max_query_terms}
-    given = {name: v for name, v in two_phase_flags.items() if v is not None}
+    two_phase, given = two_phase_params(args)  # checks the values before any work
     if given and args.backend != "lucene-2phase":
-        raise LexretError("--prune-ratio, --expansion and --max-query-terms apply to --backend lucene-2phase only")
-    two_phase = TwoPhaseParams(**given)  # checks the values before any work
+        raise LexretError(
+            "--prune-ratio, --expansion, --max-query-terms and --max-postings apply to --backend lucene-2phase only"
+        )
     if args.backend == "milvus" and not (args.uri and args.collection) or args.backend != "milvus" and args.uri:
         raise LexretError("--uri and --collection go with --backend milvus, which needs both")
     if args.backend != "milvus" and not args.index:
