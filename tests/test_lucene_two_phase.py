@@ -51,7 +51,9 @@ def test_postings_budget_takes_the_most_selective_terms_that_fit() -> None:
         TwoPhaseParams(max_postings=100).keep(idx, val)
 
 
-@pytest.mark.parametrize("kwargs", [{"prune_ratio": -0.1}, {"prune_ratio": 1.5}, {"expansion": 0.5}, {"max_terms": 0}, {"max_postings": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"prune_ratio": -0.1}, {"prune_ratio": 1.5}, {"expansion": 0.5}, {"max_terms": 0}, {"max_postings": 0}]
+)
 def test_params_refuse_values_out_of_range(kwargs) -> None:
     with pytest.raises(LexretError, match="must"):
         TwoPhaseParams(**kwargs)
