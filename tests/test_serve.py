@@ -139,9 +139,15 @@ def test_image_query_can_find_captions(client):
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
     assert len(hits) == 10 and r.json()["target"] == "captions"
+    # the shipped model has a caption-prior bank: the caption index carries priors, shown apart from the words
+    assert r.json()["query"]["prior_weight"] > 0 and "[unused0]" not in r.json()["query"]["terms"]
     for h in hits:
         assert h["text"] and h["image_url"].startswith("/images/images/") and "#" in h["id"]
-        assert sum(t["contribution"] for t in h["terms"]) == h["score"]
+        assert all(t["term"] != "[unused0]" for t in h["terms"]) and h["prior"] >= 0
+        assert sum(t["contribution"] for t in h["terms"]) + h["prior"] == h["score"]
+        doc = client.get("/api/explain", params={"id": h["id"], "target": "captions", "top": 1000}).json()
+        assert h["prior"] == r.json()["query"]["prior_weight"] * doc["prior"]
+        assert all(t["term"] != "[unused0]" for t in doc["terms"]) and len(doc["terms"]) == doc["n_terms"]
 
 
 def test_images_are_served_and_paths_outside_the_folder_refused(client):

@@ -63,6 +63,15 @@ class IndexView:
     def meta(self) -> dict[str, Any]:
         return self.searcher.meta if self.searcher is not None else {}
 
+    @property
+    def prior_term(self) -> int | None:
+        """The reserved term that holds each document's caption prior (lexret.document_prior), if the
+        index has one: shown apart from the matched words, as ``prior``."""
+        from lexret.document_prior import META_KEY
+
+        prior = self.meta.get(META_KEY)
+        return None if prior is None else int(prior["term_id"])
+
 
 def _open_index(name: str, path: Path, encoder, heap: str | None) -> IndexView:
     from lexret.index_meta import QuerySpec
@@ -200,6 +209,10 @@ class Retriever:
         if view.docs is None:
             raise RequestError(409, f"{view.path} keeps no document vectors; rebuild it without --no-store-vectors")
         idx, val = view.docs.row(row)
+        if view.prior_term is not None:  # the caption prior is no word of the caption: reported apart
+            is_prior = idx == view.prior_term
+            out["prior"] = int(val[is_prior].sum())
+            idx, val = idx[~is_prior], val[~is_prior]
         order = np.lexsort((idx, -val))  # heaviest first, ties by term number
         toks = self.encoder.vocab.tokens
         out["n_terms"] = int(idx.size)
@@ -208,7 +221,7 @@ class Retriever:
 
     def health(self) -> dict[str, Any]:
         keep = ("model_id", "modality", "num_docs", "num_postings", "avg_doc_terms", "quantization", "built_at",
-                "index_bytes", "format")  # fmt: skip
+                "index_bytes", "format", "query_prior")  # fmt: skip
         indexes = {}
         for name, view in self.views.items():
             indexes[name] = {
@@ -253,15 +266,23 @@ class Retriever:
         search_s = time.perf_counter() - t0
         q = view.searcher.prepare(query)  # the integer weights Lucene scored with
         q_idx, q_val = q.row(0)
+        query_info: dict[str, Any] = {}
+        if view.prior_term is not None:  # a caption index's prior term: its part of a score is the hit's prior
+            is_prior = q_idx == view.prior_term
+            query_info["prior_weight"] = int(q_val[is_prior].sum())
+            q_idx, q_val = q_idx[~is_prior], q_val[~is_prior]
         toks = self.encoder.vocab.tokens
         order = np.lexsort((q_idx, -q_val))
         out_hits = []
         for rank, (docid, score) in enumerate(hits, start=1):
             hit = {"id": docid, "rank": rank, "score": score, **self._describe(view, docid)}
             hit["terms"] = self._contributions(view, docid, q_idx, q_val)
+            if view.prior_term is not None and view.docs is not None:  # score = the terms' contributions + prior
+                d_idx, d_val = view.docs.row(view.rows[docid])
+                hit["prior"] = query_info["prior_weight"] * int(d_val[d_idx == view.prior_term].sum())
             out_hits.append(hit)
         return {
-            "query": {"terms": {toks[int(q_idx[j])]: int(q_val[j]) for j in order}},
+            "query": {"terms": {toks[int(q_idx[j])]: int(q_val[j]) for j in order}, **query_info},
             "target": view.name,
             "hits": out_hits,
             "encode_ms": round(encode_s * 1000, 2),

@@ -2,7 +2,8 @@
 something at once.
 
 On first start the sample's images and captions are encoded with the serving model and indexed into
-``CACHE/serve/sample-<model>-<vocab>/`` (an image index, a caption index and the captions' texts);
+``CACHE/serve/sample-<model>-<vocab>/`` (an image index, a caption index, with the model's caption
+priors when it ships a bank, and the captions' texts);
 later starts reuse them while they match the model. Each index is built atomically by
 :class:`lexret.indexer.Indexer`, so an interrupted first start leaves nothing half-built.
 """
@@ -49,14 +50,16 @@ def sample_folder(cache_dir: Path, model_id: str, vocab_hash: str) -> Path:
     return cache_dir / "serve" / re.sub(r"[^A-Za-z0-9._-]+", "-", f"sample-{model_id}-{vocab}")
 
 
-def _usable(index_dir: Path, model_id: str) -> bool:
+def _usable(index_dir: Path, model_id: str, with_prior: bool = False) -> bool:
+    """An index of ``model_id`` that keeps its vectors (and, with ``with_prior``, carries caption priors)."""
+    from lexret.document_prior import META_KEY
     from lexret.index_meta import read_meta
 
     try:
         meta = read_meta(index_dir)
     except LexretError:
         return False
-    return meta.get("model_id") == model_id and bool(meta.get("has_docvectors"))
+    return meta.get("model_id") == model_id and bool(meta.get("has_docvectors")) and (META_KEY in meta) == with_prior
 
 
 def ensure_sample_indexes(encoder, cache_dir: Path | None = None, heap: str | None = None) -> SampleIndexes:
@@ -75,18 +78,27 @@ def ensure_sample_indexes(encoder, cache_dir: Path | None = None, heap: str | No
         batch = encoder.encode_images([it.image for it in coll.items], batch_size=ENCODE_BATCH, progress=True)
         _build(encoder, [it.key for it in coll.items], batch, out.images, "image", heap)
     cap_ids = [f"{it.key}#{j}" for it in coll.items for j in range(len(it.captions))]
-    if not _usable(out.captions, encoder.model_id) or not out.texts.is_file():
+    # captions carry the model's caption priors when it has a bank (image->text, lexret.document_prior)
+    with_prior = encoder.caption_prior() is not None
+    if not _usable(out.captions, encoder.model_id, with_prior) or not out.texts.is_file():
         log.info("first start: indexing the %d sample captions into %s", len(cap_ids), out.captions)
         batch = encoder.encode_text_documents(coll.captions, progress=True)
-        _build(encoder, cap_ids, batch, out.captions, "text", heap)
+        extra = None
+        if with_prior:
+            batch, extra = encoder.with_caption_priors(batch)
+        _build(encoder, cap_ids, batch, out.captions, "text", heap, extra)
         with atomic_write(out.texts) as f:
             for cid, text, owner in zip(cap_ids, coll.captions, coll.caption_owner.tolist()):
                 f.write(json.dumps({"id": cid, "text": text, "image": coll.items[owner].key}) + "\n")
     return out
 
 
-def _build(encoder, ids: list[str], batch, out: Path, modality: str, heap: str | None) -> None:
+def _build(
+    encoder, ids: list[str], batch, out: Path, modality: str, heap: str | None, extra: dict | None = None
+) -> None:
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
 
     info = IndexInfo(model_id=encoder.model_id, modality=modality, source=str(SAMPLE_CAPTIONS))
-    Indexer(encoder.vocab, IndexConfig(threads=1, heap=heap)).build([(ids, batch)], out, info, total=len(ids))
+    Indexer(encoder.vocab, IndexConfig(threads=1, heap=heap)).build(
+        [(ids, batch)], out, info, total=len(ids), extra_meta=extra
+    )

@@ -41,6 +41,12 @@ function renderHit(hit) {
   if (hit.text || !hit.image_url) card.append(el("p", "caption", hit.text || hit.id));
   const meta = el("div", "meta");
   meta.append(el("span", "rank", "#" + hit.rank), el("span", "score", "score " + hit.score));
+  if (hit.prior !== undefined) {
+    // a caption index's prior: how typical the caption is of no image in particular, part of the score
+    const prior = el("span", "prior", "prior " + hit.prior);
+    prior.title = "caption prior (lowers captions that match every image alike): " + hit.prior + " of the score";
+    meta.append(prior);
+  }
   meta.title = hit.id;
   card.append(meta);
   const terms = el("ul", "terms");
