@@ -116,13 +116,14 @@ def test_profile_lucene_smoke(tmp_path, vocab):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "profile_lucene.py"), "--images", str(images), "--captions",
          str(captions), "--sizes", "1500", "--queries", "12", "--warmup", "3", "--settings", "default",
-         "--two-phase", "0:1,0.5:2:4", "--work", str(tmp_path / "work"), "--json", str(out), "--heap", "1g"],
+         "--two-phase", "0:1,0.5:2:4,0:3::200", "--work", str(tmp_path / "work"), "--json", str(out), "--heap", "1g"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "corpus 1,500 items" in proc.stdout and "two-phase vs Lucene" in proc.stdout
     rec = json.loads(out.read_text())["sizes"]["1500"]
     assert rec["two_phase"]["2phase r=0 x1"]["overlap@10"] == 1.0  # no cut: exact
+    assert "2phase r=0 x3 b=200" in rec["two_phase"]
     assert rec["pruning"]["matching"] <= rec["pruning"]["postings"]
 
 

@@ -296,7 +296,10 @@ def two_phase(index: Path, ids, qdocs: SparseBatch, q: SparseBatch, qids, tokens
     tp = TwoPhaseLuceneBackend(lucene, ids, qdocs, tokens)
     dicts = query_dicts(q, tokens)
     names = ["lucene"] + [
-        f"2phase r={p.prune_ratio:g} x{p.expansion:g}" + (f" m={p.max_terms}" if p.max_terms else "") for p in grid
+        f"2phase r={p.prune_ratio:g} x{p.expansion:g}"
+        + (f" m={p.max_terms}" if p.max_terms else "")
+        + (f" b={p.max_postings}" if p.max_postings else "")
+        for p in grid
     ]
     ms: dict[str, list[float]] = {n: [] for n in names}
     runs: dict[str, dict] = {n: {} for n in names}
@@ -311,7 +314,7 @@ def two_phase(index: Path, ids, qdocs: SparseBatch, q: SparseBatch, qids, tokens
             tp.params = p
             t, r = timed(lambda i=i, qid=qid: tp.search([qid], q.slice(i, i + 1), k))
             runs[name].update(r)
-            terms[name].append(len(p.keep(*q.row(i))[0]))
+            terms[name].append(len(tp.phase1_terms(*q.row(i))[0]))
             if i >= warmup:
                 ms[name].append(t)
     lucene.close()
@@ -369,8 +372,10 @@ def candidate_curve(qdocs: SparseBatch, q: SparseBatch, df: np.ndarray, k: int, 
 def parse_grid(text: str) -> list[TwoPhaseParams]:
     grid = []
     for item in text.split(","):
-        ratio, exp, *most = item.split(":")
-        grid.append(TwoPhaseParams(float(ratio), float(exp), int(most[0]) if most else None))
+        ratio, exp, *rest = item.split(":")  # ratio:expansion[:max_terms[:max_postings]], empty = none
+        most = int(rest[0]) if rest and rest[0] else None
+        budget = int(rest[1]) if len(rest) > 1 and rest[1] else None
+        grid.append(TwoPhaseParams(float(ratio), float(exp), most, budget))
     return grid
 
 
@@ -388,8 +393,9 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--executor-threads", type=int, default=2, help="intra-query concurrency; 0 skips it")
     p.add_argument(
-        "--two-phase", default=",".join(TWO_PHASE_GRID), help="prune_ratio:expansion[:max_terms],... ('' skips)"
-    )
+        "--two-phase", default=",".join(TWO_PHASE_GRID),
+        help="prune_ratio:expansion[:max_terms[:max_postings]],... ('' skips)",
+    )  # fmt: skip
     p.add_argument("--parts", default="breakdown,pruning,settings,two-phase,candidates")
     p.add_argument("--curve-terms", default="8,12,16,24", help="candidates part: heaviest terms kept")
     p.add_argument("--curve-expansions", default="2,5,10,20", help="candidates part: k x these candidates")
