@@ -142,3 +142,44 @@ def test_bench_exact_smoke(tmp_path, small_index, small_queries, vocab):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "300 documents" in proc.stdout and "| 100 | batch | 2 |" in proc.stdout
     assert len(json.loads(out.read_text())["rows"]) == 6
+
+
+def test_bench_postings_budget_smoke(tmp_path, vocab):
+    """tools/bench_postings_budget.py on a compare-style folder: a budget nothing exceeds is exact, a small
+    one reads at most its budget (impact-ordered) and loses some of the exact top-10."""
+    from lexret.data import load_captions
+    from lexret.evaluation import SplitIds
+    from lexret.indexer import IndexConfig, Indexer, IndexInfo
+    from lexret.synthetic import synthetic_ids, zipf_batch
+    from lexret.types import SparseBatch
+    from lexret.vectors import write_vectors
+
+    sample = ROOT / "lexret" / "resources" / "flickr8k_sample" / "captions.jsonl"
+    ids = SplitIds.from_collection(load_captions(sample))
+    docs = zipf_batch(600, len(vocab), 20, seed=4)
+    docids = ids.image_ids + synthetic_ids(600 - len(ids.image_ids), "synthetic-")
+    out = tmp_path / "cmp"
+    Indexer(vocab, IndexConfig(scale=25.0, threads=1)).build([(docids, docs)], out / "corpus-600" / "lucene",
+                                                             IndexInfo("m"))  # fmt: skip
+    # caption j of image i: the 8 heaviest terms of image i's vector
+    queries = SparseBatch.from_rows([docs.row(int(o)) for o in ids.caption_owner], len(vocab)).top_k(8)
+    write_vectors(out / "queries-sparse.npz", ids.caption_ids, queries, vocab, {"model_id": "m"})
+    (out / "compare.json").write_text(json.dumps([{"system": "sparse-exact", "corpus_size": 600}]))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_postings_budget.py"), "--compare-dir", str(out), "--data",
+         str(sample), "--budgets", "40,1000000", "--candidates", "10,50", "--stride", "5"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "corpus 600: 100 caption queries" in proc.stdout
+    records = json.loads((out / "postings_budget.json").read_text())
+    recs = {(r["policy"], r["budget"], r["candidates"]): r for r in records}
+    exact = recs[("exact", None, None)]
+    assert exact["R@1"] > 50  # each query is its image's own heaviest terms
+    for policy in ("terms", "impacts"):
+        whole = recs[(policy, 1000000, 10)]
+        assert whole["overlap@10"] == 1.0 and whole["R@10"] == exact["R@10"]
+        assert whole["postings_per_query"] == exact["postings_per_query"] > 40
+    assert recs[("impacts", 40, 50)]["postings_per_query"] <= 40
+    assert recs[("impacts", 40, 10)]["overlap@10"] < 1.0
+    assert recs[("impacts", 40, 10)]["overlap@10"] <= recs[("impacts", 40, 50)]["overlap@10"]
