@@ -183,3 +183,18 @@ def test_bench_postings_budget_smoke(tmp_path, vocab):
     assert recs[("impacts", 40, 50)]["postings_per_query"] <= 40
     assert recs[("impacts", 40, 10)]["overlap@10"] < 1.0
     assert recs[("impacts", 40, 10)]["overlap@10"] <= recs[("impacts", 40, 50)]["overlap@10"]
+
+
+def test_profile_query_encoding_smoke(tmp_path):
+    sample = ROOT / "lexret" / "resources" / "flickr8k_sample" / "captions.jsonl"
+    out = tmp_path / "enc.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "profile_query_encoding.py"), "--data", str(sample), "--queries", "3",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 captions, one at a time" in proc.stdout
+    network, table = json.loads(out.read_text())
+    assert network["minilm_ms"] > 0 and network["heads_ms"] > 0 and network["heads"] == 3
+    assert table["inference_free"] and "minilm_ms" not in table
