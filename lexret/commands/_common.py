@@ -89,8 +89,9 @@ def add_two_phase_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--max-postings", type=int, default=None,
-        help="phase 1 keeps the most selective terms (weight x idf first) whose posting lists hold at most this many "
-        "postings together, at least one term (default: no budget)",
+        help="then phase 1 keeps the most selective of those terms (weight x idf first) whose posting lists hold at "
+        "most this many postings together, at least one term (default: no budget; --prune-ratio 0 for the budget "
+        "alone)",
     )  # fmt: skip
 
 
