@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "search",
     "evaluate",
     "train",
+    "train-queries",
     "ensemble",
     "encode",
     "explain",
@@ -43,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"lexret.commands.{name}")
+            module = importlib.import_module(f"lexret.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as e:
-            if e.name == f"lexret.commands.{name}":
+            if e.name == f"lexret.commands.{name.replace('-', '_')}":
                 continue  # command not part of this build
             raise
         module.register(sub)

@@ -147,25 +147,41 @@ class SparseEncoder(_Base):
         if want and want != self.vocab.hash:
             raise LexretError(f"{self.path} was trained with vocabulary {want}, this install has {self.vocab.hash}")
         self.top_k_query: int = int(self.config.get("top_k_text", 32))
+        # caption documents may keep another number of terms than queries (a query-map model: its documents' model's)
+        self.top_k_text_doc: int = int(self.config.get("top_k_text_documents", self.top_k_query))
         self.top_k_doc: int = int(self.config.get("top_k_image", 64))
         self._active = self.model.active.numpy()
         self._normalize = bool(self.config.get("normalize", False))
         self._scale = float(self.config.get("output_scale", 1.0))
-        # inference-free model (issue 17): a text is its own wordpieces x a learned per-term table
-        self.inference_free: bool = getattr(self.model, "query_weights", None) is not None
-        # caption documents (an image->text index) through the text network, queries by the table
-        self.encoded_documents: bool = self.inference_free and bool(
-            getattr(getattr(self.model, "cfg", None), "encoded_documents", False)
-        )
+        # inference-free queries (issue 17): a text is its own wordpieces through a query map, either a
+        # learned per-term table (a model trained with one) or a learned expansion map over the
+        # documents of another model (a folder written by ``lexret train-queries``)
+        from lexret.model.checkpoint import documents_folder
+        from lexret.model.query_map import QueryMap
+
+        self.documents_path: Path = documents_folder(self.path, self.config)
         self._query_table: np.ndarray | None = None
-        self._backend = None
-        if self.inference_free:
+        self.query_map: QueryMap | None = None
+        if "query_map" in self.config:
+            self.query_map = QueryMap.load(self.path)
+            if self.query_map.dim != len(self.vocab):
+                raise LexretError(
+                    f"{self.path}: its query map has {self.query_map.dim} rows, the vocabulary {len(self.vocab)}"
+                )
+        elif getattr(self.model, "query_weights", None) is not None:
             import torch
 
             with torch.no_grad():
                 table = np.zeros(len(self.vocab), dtype=np.float32)
                 table[self._active] = self.model.query_table().float().numpy()
             self._query_table = table
+            self.query_map = QueryMap.diagonal(table)
+        self.inference_free: bool = self.query_map is not None
+        # caption documents (an image->text index) through the text network, queries by the map
+        self.encoded_documents: bool = self.inference_free and (
+            "query_map" in self.config or bool(getattr(getattr(self.model, "cfg", None), "encoded_documents", False))
+        )
+        self._backend = None
 
     @property
     def tokenizer(self):
@@ -177,7 +193,7 @@ class SparseEncoder(_Base):
     def query_weights(self) -> np.ndarray:
         """``(vocab size,)`` weight of each wordpiece in an inference-free text vector (0: never used)."""
         if self._query_table is None:
-            raise LexretError(f"{self.path} encodes texts with a network; it has no inference-free weight table")
+            raise LexretError(f"{self.path} has no inference-free per-term weight table (see query_map)")
         return self._query_table
 
     @property
@@ -194,16 +210,17 @@ class SparseEncoder(_Base):
         return self._backend
 
     def _lookup_texts(self, texts: Sequence[str], k: int) -> SparseBatch:
-        """Inference-free text vectors: tokenizer + table lookup, no model. Each distinct wordpiece of a
-        text gets its table weight; the ``k`` heaviest are kept and normalised as the model does.
-        Empty texts give empty rows."""
-        table = self.query_weights()
+        """Inference-free text vectors: tokenizer + query-map lookup, no model. The rows of a text's
+        distinct wordpieces are summed; the ``k`` heaviest terms are kept and normalised as the model
+        does. Empty texts give empty rows."""
+        qmap = self.query_map
+        if qmap is None:
+            raise LexretError(f"{self.path} encodes texts with a network; it has no inference-free query map")
         encoded = self._wordpieces.encode_batch([t if t.strip() else "" for t in texts])
         indptr = np.zeros(len(texts) + 1, np.int64)
         idx_parts, val_parts = [], []
         for i, enc in enumerate(encoded):
-            ids = np.unique(np.asarray(enc.ids, dtype=np.int64))
-            w = table[ids]
+            ids, w = qmap.vector(np.asarray(enc.ids, dtype=np.int64))
             keep = w > 0
             ids, w = ids[keep], w[keep]
             if k and ids.size > k:
@@ -286,7 +303,7 @@ class SparseEncoder(_Base):
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, top_k: int | None = None
     ) -> SparseBatch:
         """Texts as *documents* (e.g. the captions of an image->text index), pruned to ``top_k`` (default
-        ``top_k_query``) terms. Most models encode a text one way, as :meth:`encode_texts` does; a model
+        ``top_k_text_doc``) terms. Most models encode a text one way, as :meth:`encode_texts` does; a model
         trained with ``caption_documents: encoder`` runs its text network for documents (offline work)
         and keeps the inference-free table for queries."""
         if not self.encoded_documents:
@@ -294,14 +311,14 @@ class SparseEncoder(_Base):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise LexretError(f"text {i} is a {type(t).__name__}, not a string")
-        return self._network_texts(texts, self.top_k_query if top_k is None else top_k, batch_size, progress)
+        return self._network_texts(texts, self.top_k_text_doc if top_k is None else top_k, batch_size, progress)
 
     def caption_prior(self) -> tuple[SparseBatch, float] | None:
         """The model's caption-prior bank (image vectors, temperature), if its folder has one
         (:mod:`lexret.document_prior`)."""
         from lexret.document_prior import read_bank
 
-        return read_bank(self.path)
+        return read_bank(self.documents_path)
 
     def with_caption_priors(self, docs: SparseBatch) -> tuple[SparseBatch, dict[str, Any]]:
         """Caption documents with their prior term added, and the index metadata that makes searchers add

@@ -106,7 +106,7 @@ def read_config(path: Path) -> dict[str, Any]:
         cfg = json.loads((p / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise LexretError(f"{p / 'config.json'} is not readable JSON ({e}); restore the checkpoint folder") from e
-    if "ensemble" not in cfg and not (p / WEIGHTS).is_file():
+    if "ensemble" not in cfg and "query_map" not in cfg and not (p / WEIGHTS).is_file():
         raise LexretError(f"{p} is not a lexret checkpoint folder (needs config.json and {WEIGHTS})")
     cfg.setdefault("image_backbone", DEFAULT_IMAGE_BACKBONE)
     image_backbone_spec(cfg["image_backbone"], f"{p / 'config.json'}: image_backbone")
@@ -122,6 +122,8 @@ def load_model(path: Path):
     cfg = read_config(path)
     if cfg["kind"] not in ("sparse", "dense"):
         raise LexretError(f"{path}: unknown model kind {cfg['kind']!r}")
+    if "query_map" in cfg:  # inference-free queries over another model's documents: that model runs the rest
+        return load_model(documents_folder(Path(path), cfg))[0], cfg
     if "ensemble" in cfg:
         return _load_ensemble(Path(path), cfg), cfg
     heads = head_config(cfg["kind"], cfg.get("model", {}), cfg["image_backbone"], str(Path(path) / "config.json"))
@@ -151,6 +153,32 @@ def load_model(path: Path):
             f"{unexpected[:3]}); the checkpoint folder is damaged or was written by another lexret version"
         )
     return model.eval(), cfg
+
+
+def documents_folder(path: Path, cfg: dict[str, Any]) -> Path:
+    """The checkpoint folder whose networks encode this model's documents: the folder itself, or for a
+    query-map model (``lexret train-queries``) the folder its ``query_map.documents`` names (relative to
+    it), which must hold the model ``query_map.documents_model_id``."""
+    spec = cfg.get("query_map")
+    if spec is None:
+        return Path(path)
+    where = Path(path) / "config.json"
+    if not isinstance(spec, dict) or not isinstance(spec.get("documents"), str) or not spec.get("documents_model_id"):
+        raise LexretError(f"{where}: query_map needs 'documents' (a checkpoint folder) and 'documents_model_id'")
+    base = (Path(path) / spec["documents"]).resolve()
+    if not (base / "config.json").is_file():
+        raise LexretError(
+            f"{where}: the documents' model {spec['documents']!r} ({spec['documents_model_id']}) is not at {base}; "
+            "keep the query-map folder beside it or rewrite query_map.documents"
+        )
+    base_cfg = read_config(base)
+    if base_cfg.get("model_id") != spec["documents_model_id"] or "query_map" in base_cfg:
+        raise LexretError(
+            f"{where}: {base} holds {base_cfg.get('model_id')!r}, the query map was trained on "
+            f"{spec['documents_model_id']!r}; retrain it (lexret train-queries) or point query_map.documents "
+            "at that model"
+        )
+    return base
 
 
 def _load_ensemble(path: Path, cfg: dict[str, Any]):

@@ -216,3 +216,32 @@ class TrainConfig:
 
     def replace(self, **kw: Any) -> TrainConfig:
         return dataclasses.replace(self, **kw)
+
+
+@dataclass
+class QueryMapConfig:
+    """Settings of ``lexret train-queries`` (:mod:`lexret.training.query_map`); defaults chosen on dev images."""
+
+    documents: str = "lexret/checkpoints/sparse"  # checkpoint folder whose networks encode the documents
+    data: str = ""  # captions JSONL (lexret.data)
+    train_split: str = "train"
+    val_split: str = "val"  # only so that the feature cache is lexret train's (val is never read)
+    cache_dir: str = ""  # feature cache root (default: beside --out, as lexret train)
+    model_id: str = ""
+    dev_items: int = 1000  # last training images held out for the per-epoch figures (0: train on all)
+    limit_items: int = 0  # first N training items only (tests, smoke runs)
+    epochs: int = 3
+    batch_size: int = 512
+    lr: float = 1e-2
+    temperature: float = 0.05
+    w_contrastive: float = 1.0
+    w_distill: float = 1.0
+    w_df: float = 1.0
+    top_k_text: int = 16  # terms kept per query
+    per_row: int = 32  # terms kept per wordpiece row of the stored map
+    seed: int = 0
+    threads: int = 0  # torch threads (0: all cores)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -2,7 +2,8 @@
 
 * :func:`info_nce`, :func:`flops`, :func:`topk_mask`, :func:`distill_loss`: the contrastive loss, the
   FLOPS regulariser, top-k pruning and dense-teacher distillation (moved here from
-  :mod:`lexret.training.train`, which still exports them).
+  :mod:`lexret.training.train`, which still exports them); :func:`distill_rows` and :func:`df_l1`
+  for query maps (:mod:`lexret.training.query_map`).
 * Posting-length-aware regularisers (issue 17):
 
   - :class:`DocFrequency` keeps a running estimate of each term's document frequency in the image
@@ -70,6 +71,18 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     rows = F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
     cols = F.kl_div(F.log_softmax(student.T, 1), F.log_softmax(teacher.T, 1), log_target=True, reduction="batchmean")
     return 0.5 * (rows + cols)
+
+
+def distill_rows(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of each row's softmax (logits already divided by the temperature): a
+    query's distribution over the documents, as its teacher ranks them."""
+    return F.kl_div(F.log_softmax(student, 1), F.log_softmax(teacher, 1), log_target=True, reduction="batchmean")
+
+
+def df_l1(v: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``sum_t df_t |v_t|``: for L2-normalised query vectors, a smooth stand-in for the
+    postings a query reads (``df (n_terms,)``: the share of documents that hold each term)."""
+    return (v.abs() * df).sum(1).mean()
 
 
 def flops(v: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,81 @@
+"""``lexret train-queries``: learn an inference-free query map over a sparse model's documents."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    from lexret.training.config import QueryMapConfig
+
+    d = QueryMapConfig()
+
+    p = subparsers.add_parser(
+        "train-queries",
+        help="learn inference-free caption queries (no network at query time) for a sparse model's documents",
+        description=(
+            "Learns a map from a caption's own wordpieces to weighted terms (with expansions) against the "
+            "fixed image vectors of --documents, distilled from that model's own caption vectors, with a "
+            "penalty on terms held by many images (long posting lists). The result is a checkpoint folder "
+            "(--model DIR) whose queries cost a tokenizer call and a few look-ups; images and caption "
+            "documents are still encoded by --documents, so its vectors and priors are that model's. "
+            "Settings are checked on --dev-items training images held out of the map's training; val is "
+            "never read. Uses lexret train's feature cache."
+        ),
+    )
+    p.add_argument("--data", required=True, help="captions JSONL with train/val splits")
+    p.add_argument("--out", required=True, type=Path, help="new checkpoint folder")
+    p.add_argument(
+        "--documents", default=None, help="sparse checkpoint whose documents the map serves (default: shipped)"
+    )
+    p.add_argument("--cache-dir", default=None, help="backbone feature cache (default: <out>/../.feature-cache)")
+    p.add_argument("--model-id", default="", help="id of the new model (default: <documents' id>-querymap-v1)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument(
+        "--dev-items", type=int, default=d.dev_items, help="training images held out for the printed figures (0: none)"
+    )
+    p.add_argument("--w-df", type=float, default=d.w_df, help="weight of the posting-length penalty")
+    p.add_argument(
+        "--w-distill", type=float, default=d.w_distill, help="weight of distillation from the documents' model"
+    )
+    p.add_argument("--top-k-text", type=int, default=d.top_k_text, help="terms kept per query")
+    p.add_argument("--per-row", type=int, default=d.per_row, help="terms kept per wordpiece in the stored map")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--limit-items", type=int, default=0, help="first N training images only (smoke runs)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from lexret.encoders import shipped_checkpoint
+    from lexret.training.config import QueryMapConfig
+    from lexret.training.query_map import train_query_map
+
+    cfg = QueryMapConfig(
+        documents=str(args.documents or shipped_checkpoint("sparse")),
+        data=args.data,
+        cache_dir=args.cache_dir or "",
+        model_id=args.model_id,
+        epochs=args.epochs,
+        dev_items=args.dev_items,
+        w_df=args.w_df,
+        w_distill=args.w_distill,
+        top_k_text=args.top_k_text,
+        per_row=args.per_row,
+        lr=args.lr,
+        seed=args.seed,
+        limit_items=args.limit_items,
+        threads=args.threads,
+    )
+    conf = train_query_map(cfg, args.out)
+    log.info("wrote %s (%s), queries by its map over %s's documents", args.out, conf["model_id"],
+             conf["query_map"]["documents_model_id"])  # fmt: skip
+    return 0

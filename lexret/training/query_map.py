@@ -1,0 +1,257 @@
+"""Train an inference-free query map against a fixed sparse model's documents (``lexret train-queries``).
+
+The documents' model (e.g. the shipped v7) keeps encoding images and caption documents; only the
+query side is learned: a caption's vector is ``q = x @ W``, ``x`` its distinct content wordpieces (0/1)
+and ``W >= 0`` a term-to-term map, initialised as the IDF of each term over the training images on the
+diagonal (a caption's own words) and free to learn expansions off it. Per step, over a batch of
+training captions and *all* training images (their vectors are fixed, so the whole collection is the
+softmax's negatives):
+
+* contrastive: cross-entropy of the caption's own image among the training images;
+* distillation: KL of the map's distribution over the images to the documents' model's own (network)
+  caption vector's;
+* postings: ``df_l1`` of the normalised query, each term weighted by its share of images holding it,
+  which moves weight from frequent terms (long posting lists) to rare ones.
+
+``W`` is kept non-negative by projection after each step (so zero entries still receive gradient and
+can grow), and written pruned to its ``per_row`` heaviest terms per wordpiece
+(:class:`lexret.model.query_map.QueryMap`). The folder names the documents' model and is loaded like
+any checkpoint (``--model DIR``): queries by the map, images and caption documents by that model, so
+its vectors, priors and indexes are that model's.
+
+Settings are chosen on ``dev_items`` training images held out of the map's training (their figures are
+printed per epoch); val is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lexret.errors import LexretError
+from lexret.training.config import QueryMapConfig
+from lexret.training.losses import df_l1, distill_rows
+
+log = logging.getLogger(__name__)
+
+
+def _csr_tensor(m: sp.csr_matrix) -> torch.Tensor:
+    m = m.tocsr()
+    with warnings.catch_warnings():  # torch's notes that sparse CSR is in beta and unchecked
+        warnings.simplefilter("ignore", UserWarning)
+        return _csr(m)
+
+
+def _csr(m: sp.csr_matrix) -> torch.Tensor:
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(m.indptr.astype(np.int64)),
+        torch.from_numpy(m.indices.astype(np.int64)),
+        torch.from_numpy(m.data.astype(np.float32)),
+        m.shape,
+    )
+
+
+def _prune_normalize(v: np.ndarray, k: int) -> np.ndarray:
+    v = np.maximum(v, 0)
+    if 0 < k < v.shape[1]:
+        thr = -np.partition(-v, k - 1, axis=1)[:, k - 1 : k]
+        v = v * (v >= thr)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def document_vectors(model, cache, n_items: int, k_image: int, k_text: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The documents' model's pruned, L2-normalised vectors of the first ``n_items`` cached images and of
+    their captions (the teacher's queries), over the model's active terms."""
+    from lexret.training.train import _text_batch
+
+    caps = np.nonzero(cache.caption_owner < n_items)[0]
+    imgs, txts = [], []
+    with torch.inference_mode():
+        for a in tqdm(range(0, n_items, 250), desc="documents' model: images", unit="batch"):
+            p = torch.from_numpy(np.asarray(cache.images[a : min(a + 250, n_items)], dtype=np.float32))
+            imgs.append(sp.csr_matrix(_prune_normalize(model.image_vectors(p).numpy(), k_image)))
+        for a in tqdm(range(0, caps.size, 1000), desc="documents' model: captions", unit="batch"):
+            st, _, mask = _text_batch(cache, caps[a : a + 1000])
+            txts.append(sp.csr_matrix(_prune_normalize(model.text_vectors(st, mask).numpy(), k_text)))
+    return sp.vstack(imgs).tocsr(), sp.vstack(txts).tocsr()
+
+
+def presence(text_ids: np.ndarray, to_active: np.ndarray, n_terms: int) -> sp.csr_matrix:
+    """``(texts, n_terms)`` 0/1: which active terms each text (wordpiece ids, 0 = padding) holds."""
+    lab = to_active[text_ids]
+    ok = (lab >= 0) & (text_ids > 0)
+    rows = np.repeat(np.arange(text_ids.shape[0]), text_ids.shape[1]).reshape(text_ids.shape)[ok]
+    m = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, lab[ok])), shape=(text_ids.shape[0], n_terms))
+    m.data[:] = 1.0  # repeated wordpieces count once
+    return m
+
+
+class QueryMapTrainer:
+    """Learns ``W`` from captions ``X`` (presence), their owners, the fixed image vectors ``D`` and the
+    teacher's caption vectors ``T``; images ``[0, n_train)`` train, ``[n_train, n_train + n_dev)`` are dev."""
+
+    def __init__(self, cfg: QueryMapConfig, X: sp.csr_matrix, owner: np.ndarray, D: sp.csr_matrix, T: sp.csr_matrix,
+                 n_train: int) -> None:  # fmt: skip
+        self.cfg, self.X, self.owner, self.D, self.T = cfg, X.tocsr(), owner, D.tocsr(), T.tocsr()
+        self.n_train = n_train
+        self.df = np.asarray((self.D[:n_train] > 0).mean(0)).ravel().astype(np.float32)
+        self.idf = np.log((n_train + 1) / (self.df * n_train + 1)).astype(np.float32)
+        n = D.shape[1]
+        self.W = torch.nn.Parameter(torch.diag(torch.from_numpy(self.idf)))
+        self.D_train = _csr_tensor(self.D[:n_train])
+        self.df_t = torch.from_numpy(self.df)
+        self.history: list[dict[str, Any]] = []
+        log.info("query map: %d terms, %d training images, %d captions", n, n_train, int((owner < n_train).sum()))
+
+    def queries(self, caps: np.ndarray) -> torch.Tensor:
+        return torch.sparse.mm(_csr_tensor(self.X[caps]), self.W)
+
+    def fit(self) -> None:
+        cfg = self.cfg
+        caps = np.nonzero(self.owner < self.n_train)[0]
+        steps_per_epoch = int(np.ceil(caps.size / cfg.batch_size))
+        opt = torch.optim.Adam([self.W], lr=cfg.lr)
+        total = cfg.epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.05)
+        rng = np.random.default_rng(cfg.seed)
+        t0 = time.time()
+        for ep in range(cfg.epochs):
+            sums = {"contrastive": 0.0, "distill": 0.0, "df": 0.0}
+            order = rng.permutation(caps)
+            bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"query map epoch {ep + 1}/{cfg.epochs}", unit="step")
+            for a in bar:
+                b = order[a : a + cfg.batch_size]
+                q = self.queries(b)
+                qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                logits = torch.sparse.mm(self.D_train, qn.T).T / cfg.temperature
+                parts = {"contrastive": F.cross_entropy(logits, torch.from_numpy(self.owner[b].astype(np.int64)))}
+                if cfg.w_distill:
+                    with torch.no_grad():
+                        teacher_q = torch.from_numpy(self.T[b].toarray())
+                        teach = torch.sparse.mm(self.D_train, teacher_q.T).T / cfg.temperature
+                    parts["distill"] = distill_rows(logits, teach)
+                if cfg.w_df:
+                    parts["df"] = df_l1(qn, self.df_t)
+                weights = {"contrastive": cfg.w_contrastive, "distill": cfg.w_distill, "df": cfg.w_df}
+                loss = sum(weights[k] * v for k, v in parts.items())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    self.W.clamp_(min=0.0)
+                for k, v in parts.items():
+                    sums[k] += float(v.detach()) / steps_per_epoch
+            row: dict[str, Any] = {"epoch": ep + 1, "minutes": round((time.time() - t0) / 60, 2), **sums}
+            if self.owner.max() >= self.n_train:
+                row["dev"] = self.evaluate()
+                log.info("epoch %d: dev %s", ep + 1, json.dumps(row["dev"]))
+            self.history.append(row)
+
+    def evaluate(self, ks: tuple[int, ...] = (8, 16, 32)) -> dict[str, Any]:
+        """t2i R@1/5/10 on the dev images (beside the teacher's and the captions' own words x IDF) and
+        the postings a query would read per 1M documents (sum of its terms' document shares)."""
+        lo, hi = self.n_train, int(self.owner.max()) + 1
+        caps = np.nonzero(self.owner >= lo)[0]
+        own = self.owner[caps] - lo
+        with torch.no_grad():
+            q = self.queries(caps).numpy()
+        out: dict[str, Any] = {}
+        Dd = self.D[lo:hi]
+
+        def figures(Q: np.ndarray) -> dict[str, Any]:
+            s = np.asarray((Dd @ Q.T).T)
+            r = (s > s[np.arange(own.size), own][:, None]).sum(1)
+            rec = [round(100 * float(np.mean(r < k)), 1) for k in (1, 5, 10)]
+            return {"r": rec, "t2i": round(sum(rec), 1), "terms": round(float((Q > 0).sum(1).mean()), 1),
+                    "postings_per_1m": int(((Q > 0) * self.df).sum(1).mean() * 1e6)}  # fmt: skip
+
+        for k in ks:
+            out[f"map top-{k}"] = figures(_prune_normalize(q, k))
+        out["teacher"] = figures(self.T[caps].toarray())
+        out["own words x idf"] = figures(_prune_normalize(self.X[caps].toarray() * self.idf, 0))
+        return out
+
+
+def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
+    """Train and write a query-map checkpoint folder at ``out``; returns its config."""
+    from lexret.data import load_captions
+    from lexret.model.checkpoint import read_config
+    from lexret.model.query_map import QueryMap
+    from lexret.training.cache import build_cache
+    from lexret.vocab import default_vocabulary
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise LexretError(f"{out} exists and is not empty; choose a new folder")
+    if not cfg.data:
+        raise LexretError("train-queries needs the captions (--data captions.jsonl)")
+    if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.top_k_text < 1 or cfg.per_row < 1 or cfg.dev_items < 0:
+        raise LexretError("epochs, top_k_text and per_row must be >= 1, batch_size >= 2 and dev_items >= 0")
+    torch.set_num_threads(cfg.threads or (os.cpu_count() or 1))
+    torch.manual_seed(cfg.seed)
+    documents = Path(cfg.documents)
+    dcfg = read_config(documents)
+    if dcfg["kind"] != "sparse" or "query_map" in dcfg:
+        raise LexretError(f"{documents} is not a sparse model with its own text network; train a map against one")
+    from lexret.model.checkpoint import load_model
+
+    model, _ = load_model(documents)
+    if getattr(model, "query_weights", None) is not None and not getattr(model.cfg, "encoded_documents", False):
+        raise LexretError(f"{documents} encodes captions by a table, not a network: it has no teacher for queries")
+    train = load_captions(cfg.data, split=cfg.train_split).items
+    val = load_captions(cfg.data, split=cfg.val_split).items
+    if cfg.limit_items:
+        train, val = train[: cfg.limit_items], val[: max(2, cfg.limit_items // 4)]
+    n_items = len(train)
+    if cfg.dev_items >= n_items - 1:
+        raise LexretError(f"dev_items ({cfg.dev_items}) must leave training images ({n_items} in all)")
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".feature-cache"
+    cache = build_cache(train + val, cache_root, image_backbone=dcfg["image_backbone"])
+    k_img, k_txt = int(dcfg.get("top_k_image", 64)), int(dcfg.get("top_k_text", 32))
+    D, T = document_vectors(model, cache, n_items, k_img, k_txt)
+    caps = np.nonzero(cache.caption_owner < n_items)[0]
+    active = model.active.numpy()
+    vocab = default_vocabulary()
+    to_active = np.full(len(vocab), -1, np.int64)
+    to_active[active] = np.arange(active.size)
+    X = presence(np.asarray(cache.text_ids[caps]), to_active, active.size)
+    trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_items - cfg.dev_items)
+    trainer.fit()
+    qmap = QueryMap.from_dense(trainer.W.detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
+    model_id = cfg.model_id or f"{dcfg['model_id']}-querymap-v1"
+    conf = {
+        "kind": "sparse",
+        "model_id": model_id,
+        "query_map": {
+            "documents": os.path.relpath(documents.resolve(), out.resolve()),
+            "documents_model_id": dcfg["model_id"],
+        },
+        "image_backbone": dcfg["image_backbone"],
+        "top_k_image": k_img,
+        "top_k_text": cfg.top_k_text,
+        "top_k_text_documents": k_txt,
+        "normalize": bool(dcfg.get("normalize", False)),
+        "output_scale": float(dcfg.get("output_scale", 1.0)),
+        "training": cfg.to_dict(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    qmap.save(out)
+    (out / "config.json").write_text(json.dumps(conf, indent=1) + "\n")
+    (out / "model_id").write_text(model_id + "\n")
+    (out / "vocab_hash").write_text(vocab.hash + "\n")
+    (out / "history.json").write_text(json.dumps(trainer.history, indent=1) + "\n")
+    last = trainer.history[-1] if trainer.history else {}
+    (out / "metrics.json").write_text(json.dumps({"dev": last.get("dev"), "map_nnz": qmap.nnz}, indent=1) + "\n")
+    return conf
