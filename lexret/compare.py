@@ -419,7 +419,7 @@ def _run_compare(
         cfg = replace(cfg, mix=calibration.params)
         write_json(out_dir / "distractors.json", calibration.to_dict())
     q_sparse, q_dense = out_dir / "queries-sparse.npz", out_dir / "queries-dense.npz"
-    write_vectors(q_sparse, ids.caption_ids, cap_sparse, sparse_enc.vocab, {"model_id": sparse_enc.model_id})
+    write_vectors(q_sparse, ids.caption_ids, cap_sparse, sparse_enc.vocab, {"model_id": sparse_enc.index_model_id})
     np.savez(q_dense, ids=np.array(ids.caption_ids), vectors=cap_dense)
     enc_ms = {
         "sparse": per_query_encode_ms(sparse_enc.encode_texts, coll.captions),
@@ -437,7 +437,7 @@ def _run_compare(
         size_dir = out_dir / f"corpus-{len(corpus)}"
         log.info("corpus of %d items: %d split images, %d real and %d synthetic distractors", len(corpus),
                  len(split.ids), corpus.n_real, corpus.n_synthetic)  # fmt: skip
-        built = build_systems(corpus, sparse_enc.vocab, sparse_enc.model_id, cfg, size_dir)
+        built = build_systems(corpus, sparse_enc.vocab, sparse_enc.index_model_id, cfg, size_dir)
         runs_by_system = {}
         docvectors = size_dir / "lucene" / "docvectors.npz"
         postings = postings_per_query(docvectors, cap_sparse)

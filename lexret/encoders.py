@@ -126,13 +126,23 @@ class _Base:
 
         return self.image_backbone(pixels_from_images(list(images), self.image_size)).to(torch.float16).float()
 
+    @property
+    def index_model_id(self) -> str:
+        """The model id that this encoder's vectors and indexes carry: its own, or for a query-map model
+        the documents' model's, whose vectors its documents are (so that model's indexes take its queries)."""
+        spec = self.config.get("query_map")
+        return str(spec["documents_model_id"]) if isinstance(spec, dict) else self.model_id
+
     def metadata(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
+        meta = {
+            "model_id": self.index_model_id,
             "kind": self.kind,
             "image_backbone": self.image_backbone_id,
             "checkpoint": str(self.path),
         }
+        if self.index_model_id != self.model_id:
+            meta["encoder_model_id"] = self.model_id  # a query map over the documents of model_id
+        return meta
 
 
 class SparseEncoder(_Base):

@@ -169,3 +169,20 @@ def test_cli_help_names_train_queries():
 
     text = build_parser().format_help()
     assert "train-queries" in text
+
+
+def test_an_index_of_the_documents_model_takes_the_map_queries(mapped, tmp_path):
+    from lexret.index_meta import QuerySpec
+    from lexret.indexer import IndexConfig, Indexer, IndexInfo
+    from lexret.searcher import Searcher
+
+    root, base, out, _ = mapped
+    ref, enc = SparseEncoder.from_pretrained(base), SparseEncoder.from_pretrained(out)
+    assert enc.index_model_id == ref.model_id != enc.model_id
+    assert enc.metadata()["model_id"] == ref.model_id and enc.metadata()["encoder_model_id"] == enc.model_id
+    ids = [f"img{i}" for i in range(10)]
+    docs = ref.encode_images([root / "images" / f"{i}.jpg" for i in range(10)])
+    Indexer(ref.vocab, IndexConfig()).build([(ids, docs)], tmp_path / "idx", IndexInfo(ref.model_id, "image"))
+    with Searcher(tmp_path / "idx", enc.vocab, backend="lucene", expect=QuerySpec(enc.index_model_id)) as s:
+        hits = s.search(["q"], enc.encode_texts(["a red dog picture"]), k=3)
+    assert len(hits["q"]) == 3  # built by the documents' model, searched with the map's queries, no rebuild

@@ -153,14 +153,15 @@ def run(args: argparse.Namespace) -> int:
                 log.info("caption documents carry priors over %d bank images (T=%s)",
                          cap_meta["query_prior"]["bank_images"], cap_meta["query_prior"]["temperature"])  # fmt: skip
             res = evaluate_sparse(
-                ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse", k=args.k,
+                ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.index_model_id, work=work / "sparse", k=args.k,
                 scale=args.scale, sharded=sharded, caption_documents=cap_docs, caption_meta=cap_meta,
             )  # fmt: skip
             res["caption_prior"] = None if cap_meta is None else cap_meta["query_prior"]
             if cap_meta is not None:  # side by side: the same vectors without the priors (image->text changes)
                 plain = evaluate_sparse(
-                    ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.model_id, work=work / "sparse-no-prior",
-                    k=args.k, scale=args.scale, sharded=sharded, caption_documents=plain_docs,
+                    ids, img_s, cap_s, vocab=sparse.vocab, model_id=sparse.index_model_id,
+                    work=work / "sparse-no-prior", k=args.k, scale=args.scale, sharded=sharded,
+                    caption_documents=plain_docs,
                 )  # fmt: skip
                 report["systems"]["sparse-lucene-no-prior"] = {**plain, "model_id": sparse.model_id}
         res["term_precision@10"] = term_precision_at_10(img_s, coll, sparse.vocab.tokens)

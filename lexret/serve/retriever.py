@@ -78,7 +78,7 @@ def _open_index(name: str, path: Path, encoder, heap: str | None) -> IndexView:
     from lexret.searcher import Searcher
 
     view = IndexView(name, path)
-    spec = QuerySpec(model_id=encoder.model_id, vocab_hash=encoder.vocab.hash)
+    spec = QuerySpec(model_id=encoder.index_model_id, vocab_hash=encoder.vocab.hash)
     try:
         view.searcher = Searcher(path, encoder.vocab, expect=spec, heap=heap)
     except IndexMismatchError as e:

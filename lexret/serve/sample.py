@@ -73,14 +73,14 @@ def ensure_sample_indexes(encoder, cache_dir: Path | None = None, heap: str | No
     except OSError as e:
         raise LexretError(f"cannot create the cache folder {folder} ({e.strerror}); pass --cache-dir") from None
     coll = load_captions(SAMPLE_CAPTIONS)
-    if not _usable(out.images, encoder.model_id):
+    if not _usable(out.images, encoder.index_model_id):
         log.info("first start: indexing the %d sample images into %s", len(coll), out.images)
         batch = encoder.encode_images([it.image for it in coll.items], batch_size=ENCODE_BATCH, progress=True)
         _build(encoder, [it.key for it in coll.items], batch, out.images, "image", heap)
     cap_ids = [f"{it.key}#{j}" for it in coll.items for j in range(len(it.captions))]
     # captions carry the model's caption priors when it has a bank (image->text, lexret.document_prior)
     with_prior = encoder.caption_prior() is not None
-    if not _usable(out.captions, encoder.model_id, with_prior) or not out.texts.is_file():
+    if not _usable(out.captions, encoder.index_model_id, with_prior) or not out.texts.is_file():
         log.info("first start: indexing the %d sample captions into %s", len(cap_ids), out.captions)
         batch = encoder.encode_text_documents(coll.captions, progress=True)
         extra = None
@@ -98,7 +98,7 @@ def _build(
 ) -> None:
     from lexret.indexer import IndexConfig, Indexer, IndexInfo
 
-    info = IndexInfo(model_id=encoder.model_id, modality=modality, source=str(SAMPLE_CAPTIONS))
+    info = IndexInfo(model_id=encoder.index_model_id, modality=modality, source=str(SAMPLE_CAPTIONS))
     Indexer(encoder.vocab, IndexConfig(threads=1, heap=heap)).build(
         [(ids, batch)], out, info, total=len(ids), extra_meta=extra
     )
