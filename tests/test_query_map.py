@@ -186,3 +186,16 @@ def test_an_index_of_the_documents_model_takes_the_map_queries(mapped, tmp_path)
     with Searcher(tmp_path / "idx", enc.vocab, backend="lucene", expect=QuerySpec(enc.index_model_id)) as s:
         hits = s.search(["q"], enc.encode_texts(["a red dog picture"]), k=3)
     assert len(hits["q"]) == 3  # built by the documents' model, searched with the map's queries, no rebuild
+
+
+def test_without_expansion_a_caption_keeps_its_own_words(mapped, tmp_path):
+    root, base, _, _ = mapped
+    qcfg = QueryMapConfig(
+        documents=str(base), data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"), dev_items=0,
+        epochs=1, batch_size=8, threads=2, expansion=False,
+    )  # fmt: skip
+    train_query_map(qcfg, tmp_path / "diag")
+    m = QueryMap.load(tmp_path / "diag")
+    rows = np.repeat(np.arange(m.dim), np.diff(m.indptr))
+    assert m.nnz > 0 and np.array_equal(rows, m.indices)  # each wordpiece maps to itself only
+    assert (tmp_path / "diag" / "history.json").is_file()

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--w-distill", type=float, default=d.w_distill, help="weight of distillation from the documents' model"
     )
+    p.add_argument(
+        "--no-expansion", action="store_true", help="learn weights for a caption's own words only (a diagonal map)"
+    )
     p.add_argument("--top-k-text", type=int, default=d.top_k_text, help="terms kept per query")
     p.add_argument("--per-row", type=int, default=d.per_row, help="terms kept per wordpiece in the stored map")
     p.add_argument("--lr", type=float, default=d.lr)
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         dev_items=args.dev_items,
         w_df=args.w_df,
         w_distill=args.w_distill,
+        expansion=not args.no_expansion,
         top_k_text=args.top_k_text,
         per_row=args.per_row,
         lr=args.lr,

@@ -87,6 +87,29 @@ def document_vectors(model, cache, n_items: int, k_image: int, k_text: int) -> t
     return sp.vstack(imgs).tocsr(), sp.vstack(txts).tocsr()
 
 
+def cached_document_vectors(
+    model, cache, n_items: int, k_image: int, k_text: int, model_id: str
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """:func:`document_vectors`, kept in the feature cache's folder (one file per documents' model and
+    item count), so that runs with other settings over the same documents skip the networks."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"querymap-documents-{model_id}-{n_items}-{k_image}-{k_text}.npz")
+    path = Path(cache.folder) / name
+    if path.is_file():
+        with np.load(path) as z:
+            D = sp.csr_matrix((z["d_data"], z["d_indices"], z["d_indptr"]), shape=tuple(z["d_shape"]))
+            T = sp.csr_matrix((z["t_data"], z["t_indices"], z["t_indptr"]), shape=tuple(z["t_shape"]))
+        log.info("documents' vectors from %s", path)
+        return D, T
+    D, T = document_vectors(model, cache, n_items, k_image, k_text)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, d_data=D.data, d_indices=D.indices, d_indptr=D.indptr, d_shape=np.array(D.shape),
+             t_data=T.data, t_indices=T.indices, t_indptr=T.indptr, t_shape=np.array(T.shape))  # fmt: skip
+    tmp.replace(path)
+    return D, T
+
+
 def presence(text_ids: np.ndarray, to_active: np.ndarray, n_terms: int) -> sp.csr_matrix:
     """``(texts, n_terms)`` 0/1: which active terms each text (wordpiece ids, 0 = padding) holds."""
     lab = to_active[text_ids]
@@ -115,7 +138,11 @@ class QueryMapTrainer:
         log.info("query map: %d terms, %d training images, %d captions", n, n_train, int((owner < n_train).sum()))
 
     def queries(self, caps: np.ndarray) -> torch.Tensor:
-        return torch.sparse.mm(_csr_tensor(self.X[caps]), self.W)
+        return torch.sparse.mm(_csr_tensor(self.X[caps]), self.weights())
+
+    def weights(self) -> torch.Tensor:
+        """``W``, or only its diagonal without ``expansion`` (a caption's own words, learned weights)."""
+        return self.W if self.cfg.expansion else torch.diag(torch.diagonal(self.W))
 
     def fit(self) -> None:
         cfg = self.cfg
@@ -220,7 +247,7 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".feature-cache"
     cache = build_cache(train + val, cache_root, image_backbone=dcfg["image_backbone"])
     k_img, k_txt = int(dcfg.get("top_k_image", 64)), int(dcfg.get("top_k_text", 32))
-    D, T = document_vectors(model, cache, n_items, k_img, k_txt)
+    D, T = cached_document_vectors(model, cache, n_items, k_img, k_txt, dcfg["model_id"])
     caps = np.nonzero(cache.caption_owner < n_items)[0]
     active = model.active.numpy()
     vocab = default_vocabulary()
@@ -229,7 +256,7 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     X = presence(np.asarray(cache.text_ids[caps]), to_active, active.size)
     trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_items - cfg.dev_items)
     trainer.fit()
-    qmap = QueryMap.from_dense(trainer.W.detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
+    qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
     model_id = cfg.model_id or f"{dcfg['model_id']}-querymap-v1"
     conf = {
         "kind": "sparse",
