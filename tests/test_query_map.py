@@ -4,6 +4,7 @@ learned wordpiece -> terms map over a fixed sparse model's documents (issue 17).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,28 @@ def test_without_expansion_a_caption_keeps_its_own_words(mapped, tmp_path):
     rows = np.repeat(np.arange(m.dim), np.diff(m.indptr))
     assert m.nnz > 0 and np.array_equal(rows, m.indices)  # each wordpiece maps to itself only
     assert (tmp_path / "diag" / "history.json").is_file()
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "lexret" / "checkpoints"
+SAMPLE = SHIPPED.parent / "resources" / "flickr8k_sample" / "captions.jsonl"
+
+
+def test_shipped_query_map_model_queries_without_a_network_over_v7_documents():
+    from lexret.data import load_captions
+
+    enc = SparseEncoder.from_pretrained(SHIPPED / "sparse-querymap")
+    v7 = SparseEncoder.from_pretrained(SHIPPED / "sparse")
+    assert enc.inference_free and enc.index_model_id == v7.model_id
+    coll = load_captions(SAMPLE, limit=3)
+    q = enc.encode_texts(coll.captions)
+    assert enc._text is None and np.all(q.terms_per_row() <= 16) and np.all(q.terms_per_row() > 0)
+    # the documents are v7's: same image vectors, and each caption query scores its own image above zero
+    a, b = enc.encode_images([it.image for it in coll.items]), v7.encode_images([it.image for it in coll.items])
+    assert a.indices.tolist() == b.indices.tolist() and np.allclose(a.values, b.values)
+    scores = (q.to_scipy() @ a.to_scipy().T).toarray()
+    owner = coll.caption_owner
+    assert np.all(scores[np.arange(len(owner)), owner] > 0)
+    # expansion: the map adds terms the caption does not contain
+    tok = text_tokenizer()
+    own = set(tok(coll.captions[0])["input_ids"])
+    assert set(q.row(0)[0].tolist()) - own
