@@ -118,8 +118,9 @@ def _key(*parts: Any) -> str:
 def encode_images_cached(paths: Sequence[Path], ids: list[str], sparse_enc, dense_enc, cache: Path,
                          pool: RayEncoderPool | None = None) -> Encoded:  # fmt: skip
     """Encode images with both models (on ``pool``'s Ray actors when given: the same vectors, the same
-    cache entry), or load them from ``cache`` when done before."""
-    key = _key(sparse_enc.model_id, dense_enc.model_id, [str(p) for p in paths])
+    cache entry), or load them from ``cache`` when done before. Keyed by the sparse model's
+    ``index_model_id``: a query-map model's images are its documents' model's."""
+    key = _key(sparse_enc.index_model_id, dense_enc.model_id, [str(p) for p in paths])
     path = cache / f"images-{key}.npz"
     if path.is_file():
         log.info("encoded images from cache %s", path)

@@ -15,6 +15,11 @@ its ``config.json`` has an ``ensemble`` entry listing member checkpoint folders 
 under ``members/``) with their weights, beside the ensemble's own ``model_id``, top-k and output
 scale. Members written by :func:`save_ensemble` are inference-only: float16 weights, without the
 weak decoder that only training uses (``inference_only`` in their config).
+
+A *query-map* folder (``lexret train-queries``; :mod:`lexret.model.query_map`) holds no network
+either: ``query_map.safetensors`` encodes caption queries, and its ``config.json`` entry
+``query_map`` names the checkpoint folder (relative to it) and model id whose networks encode the
+documents (:func:`documents_folder`).
 """
 
 from __future__ import annotations
