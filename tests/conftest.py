@@ -6,11 +6,13 @@ Starting the JVM and building an index cost seconds, so tests that only read an 
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -29,6 +31,29 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("lexret")
+
+
+def write_color_collection(root: Path, n_items: int, n_train: int) -> Path:
+    """A tiny captioned collection under ``root``: ``n_items`` noisy single-colour 64 x 64 images, three
+    captions each (``a <colour> <thing> picture``), the first ``n_train`` in the train split, the rest
+    in val. Returns the captions JSONL."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    colors = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 30)}
+    things = ["dog", "cat", "ball", "car"]
+    lines = []
+    for i in range(n_items):
+        cname = list(colors)[i % 4]
+        arr = np.clip(np.array(colors[cname]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / "images" / f"{i}.jpg")
+        caps = [f"a {cname} {things[(i + j) % 4]} picture" for j in range(3)]
+        lines.append({"image": f"images/{i}.jpg", "captions": caps, "split": "train" if i < n_train else "val"})
+    out = root / "captions.jsonl"
+    out.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return out
+
 
 SMALL_MODEL_ID = "test-model/v1"
 SMALL_N_DOCS = 300

@@ -3,13 +3,12 @@ regularisers (DF-FLOPS, per-document budget) of issue 17."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import write_color_collection
 
 from lexret.encoders import SparseEncoder
 from lexret.errors import LexretError
@@ -111,18 +110,7 @@ def test_postings_per_query_sums_document_frequencies():
 @pytest.fixture(scope="module")
 def inference_free_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tinyif")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    colors = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 30)}
-    things = ["dog", "cat", "ball", "car"]
-    lines = []
-    for i in range(10):
-        cname = list(colors)[i % 4]
-        arr = np.clip(np.array(colors[cname]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / "images" / f"{i}.jpg")
-        caps = [f"a {cname} {things[(i + j) % 4]} picture" for j in range(3)]
-        lines.append({"image": f"images/{i}.jpg", "captions": caps, "split": "train" if i < 8 else "val"})
-    (root / "captions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    write_color_collection(root, 10, 8)
     cfg = TrainConfig.from_dict(
         dict(
             kind="sparse",

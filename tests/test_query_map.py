@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import write_color_collection
 
 from lexret.encoders import SparseEncoder
 from lexret.errors import LexretError
@@ -77,18 +77,7 @@ def test_presence_counts_each_active_wordpiece_once():
 def mapped(tmp_path_factory):
     """A tiny sparse model with its own text network, and a query map trained over its documents."""
     root = tmp_path_factory.mktemp("tinyqm")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    colors = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 230, 30)}
-    things = ["dog", "cat", "ball", "car"]
-    lines = []
-    for i in range(12):
-        cname = list(colors)[i % 4]
-        arr = np.clip(np.array(colors[cname]) + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / "images" / f"{i}.jpg")
-        caps = [f"a {cname} {things[(i + j) % 4]} picture" for j in range(3)]
-        lines.append({"image": f"images/{i}.jpg", "captions": caps, "split": "train" if i < 10 else "val"})
-    (root / "captions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    write_color_collection(root, 12, 10)
     cfg = TrainConfig.from_dict(
         dict(
             kind="sparse", data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"), epochs=1, batch_size=4,
