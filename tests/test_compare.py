@@ -190,6 +190,7 @@ class _FakeEncoder:
 
     def __init__(self, model_id: str, vocab) -> None:
         self.model_id, self.vocab, self.config = model_id, vocab, {}
+        self.index_model_id = model_id  # the id its documents and indexes carry (SparseEncoder.index_model_id)
 
     def encode_texts(self, texts):
         return None

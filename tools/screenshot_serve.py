@@ -5,6 +5,7 @@ Starts the server on a free port of 127.0.0.1, opens ``/?q=QUERY`` in Debian's h
 which keeps the file small.
 
     python tools/screenshot_serve.py --out docs/serve.png
+    python tools/screenshot_serve.py --model lexret/checkpoints/sparse-querymap --out docs/serve-querymap.png
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     p.add_argument("--out", default="docs/serve.png")
     p.add_argument("--query", default="a dog runs through the grass")
     p.add_argument("--cache-dir", default=None, help="the sample's cache folder (lexret serve --cache-dir)")
+    p.add_argument("--model", default=None, help="sparse checkpoint folder (lexret serve --model; default: shipped)")
     p.add_argument("--width", type=int, default=1100)
     p.add_argument("--height", type=int, default=760)
     p.add_argument("--colors", type=int, default=128, help="palette size of the PNG")
@@ -36,6 +38,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     server_args = ["--cache-dir", args.cache_dir] if args.cache_dir else []
+    if args.model:
+        server_args += ["--model", args.model]
     with ServerProcess(server_args) as srv, sync_playwright() as pw:
         for i in range(args.warmup):
             httpx.get(f"{srv.url}/api/search", params={"q": f"{args.query} {i}", "k": 30}, timeout=120)
