@@ -589,8 +589,7 @@ def postings_per_query(docvectors: Path, queries: SparseBatch) -> float | None:
         return None
     with np.load(docvectors) as z:
         df = np.bincount(z["indices"], minlength=queries.dim)
-    rows = np.repeat(np.arange(len(queries)), queries.terms_per_row())
-    per_query = np.bincount(rows, weights=df[queries.indices], minlength=len(queries))
+    per_query = queries.postings_per_row(df)
     return float(per_query.mean()) if len(per_query) else 0.0
 
 

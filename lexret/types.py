@@ -155,6 +155,16 @@ class SparseBatch:
     def terms_per_row(self) -> np.ndarray:
         return np.diff(self.indptr)
 
+    def document_frequency(self) -> np.ndarray:
+        """``(dim,)`` how many rows hold each term: the length of its posting list if the rows are documents."""
+        return np.bincount(self.indices, minlength=self.dim)
+
+    def postings_per_row(self, document_frequency: np.ndarray) -> np.ndarray:
+        """For each row as a query, the postings its terms' lists hold together (the sum of their
+        ``document_frequency``): the work of an exhaustive term-at-a-time search."""
+        rows = np.repeat(np.arange(len(self)), self.terms_per_row())
+        return np.bincount(rows, weights=np.asarray(document_frequency)[self.indices], minlength=len(self))
+
     def slice(self, start: int, stop: int) -> SparseBatch:
         """Rows ``start:stop`` as a new batch (copies only the selected entries)."""
         start, stop, _ = slice(start, stop).indices(len(self))

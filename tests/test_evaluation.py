@@ -53,3 +53,13 @@ def test_term_precision_counts_caption_words_among_top_terms(vocab):
     batch = SparseBatch.from_rows(rows, len(vocab))
     tp = term_precision_at_10(batch, coll, vocab.tokens)
     assert abs(tp - (100 * 2 / 3 + 100 * 1 / 2) / 2) < 1e-9
+
+
+def test_caption_query_postings_scales_to_a_million_images() -> None:
+    from lexret.evaluation import caption_query_postings
+
+    images = SparseBatch.from_rows([(np.array([1, 2]), np.ones(2)), (np.array([2]), np.ones(1))], 4)
+    caps = SparseBatch.from_rows([(np.array([2]), np.ones(1)), (np.array([1, 3]), np.ones(2))], 4)
+    got = caption_query_postings(images, caps)
+    assert got["postings_per_query"] == 1.5  # (2 + 1) / 2
+    assert got["postings_per_query_per_1m"] == 1.5 * 1e6 / 2

@@ -278,3 +278,15 @@ def test_property_top_k(b: SparseBatch, k: int) -> None:
             tied_dropped = [j for j, w in dropped.items() if w == boundary]
             if tied_dropped:
                 assert max(tied_kept) < min(tied_dropped)
+
+
+def test_postings_per_row_sums_the_document_frequencies_of_a_query_terms() -> None:
+    docs = SparseBatch.from_rows(
+        [(np.array([1, 2]), np.ones(2)), (np.array([2]), np.ones(1)), (np.array([3]), np.ones(1))], 5
+    )
+    df = docs.document_frequency()
+    assert df.tolist() == [0, 1, 2, 1, 0]
+    queries = SparseBatch.from_rows(
+        [(np.array([2, 3]), np.ones(2)), (np.array([0]), np.ones(1)), (np.array([], int), np.ones(0))], 5
+    )
+    assert queries.postings_per_row(df).tolist() == [3.0, 0.0, 0.0]
