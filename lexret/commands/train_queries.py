@@ -48,6 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--top-k-text", type=int, default=d.top_k_text, help="terms kept per query")
     p.add_argument("--per-row", type=int, default=d.per_row, help="terms kept per wordpiece in the stored map")
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--temperature", type=float, default=d.temperature, help="softmax temperature of both losses")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--limit-items", type=int, default=0, help="first N training images only (smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         top_k_text=args.top_k_text,
         per_row=args.per_row,
         lr=args.lr,
+        temperature=args.temperature,
         seed=args.seed,
         limit_items=args.limit_items,
         threads=args.threads,

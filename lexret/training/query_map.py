@@ -226,6 +226,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError("train-queries needs the captions (--data captions.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.top_k_text < 1 or cfg.per_row < 1 or cfg.dev_items < 0:
         raise LexretError("epochs, top_k_text and per_row must be >= 1, batch_size >= 2 and dev_items >= 0")
+    if cfg.temperature <= 0 or cfg.lr <= 0 or min(cfg.w_contrastive, cfg.w_distill, cfg.w_df) < 0:
+        raise LexretError("temperature and lr must be > 0 and the loss weights >= 0")
     torch.set_num_threads(cfg.threads or (os.cpu_count() or 1))
     torch.manual_seed(cfg.seed)
     documents = Path(cfg.documents)
