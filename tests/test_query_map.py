@@ -150,6 +150,9 @@ def test_train_queries_refuses_a_table_model_and_a_used_folder(mapped, tmp_path)
     root, base, out, _ = mapped
     with pytest.raises(LexretError, match="not empty"):
         train_query_map(QueryMapConfig(documents=str(base), data=str(root / "captions.jsonl")), out)
+    with pytest.raises(LexretError, match="temperature and lr"):
+        bad = QueryMapConfig(documents=str(base), data=str(root / "captions.jsonl"), temperature=0)
+        train_query_map(bad, tmp_path / "t")
     with pytest.raises(LexretError, match="not a sparse model with its own text network"):
         train_query_map(QueryMapConfig(documents=str(out), data=str(root / "captions.jsonl")), tmp_path / "x")
 
