@@ -148,7 +148,7 @@ def test_a_moved_or_other_documents_model_is_refused(mapped, tmp_path):
 
 def test_train_queries_refuses_a_table_model_and_a_used_folder(mapped, tmp_path):
     root, base, out, _ = mapped
-    with pytest.raises(LexretError, match="not empty"):
+    with pytest.raises(LexretError, match="not an empty folder"):
         train_query_map(QueryMapConfig(documents=str(base), data=str(root / "captions.jsonl")), out)
     with pytest.raises(LexretError, match="temperature and lr"):
         bad = QueryMapConfig(documents=str(base), data=str(root / "captions.jsonl"), temperature=0)

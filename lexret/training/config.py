@@ -242,7 +242,6 @@ class QueryMapConfig:
     per_row: int = 32  # terms kept per wordpiece row of the stored map
     seed: int = 0
     threads: int = 0  # torch threads (0: all cores)
-    notes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

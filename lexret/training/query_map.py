@@ -62,12 +62,11 @@ def _csr(m: sp.csr_matrix) -> torch.Tensor:
     )
 
 
-def _prune_normalize(v: np.ndarray, k: int) -> np.ndarray:
-    v = np.maximum(v, 0)
-    if 0 < k < v.shape[1]:
-        thr = -np.partition(-v, k - 1, axis=1)[:, k - 1 : k]
-        v = v * (v >= thr)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+def _prune_normalize(v: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
+    """:func:`lexret.model.ensemble.prune_normalize` (top-k, relu, L2) on rows, as numpy."""
+    from lexret.model.ensemble import prune_normalize
+
+    return prune_normalize(torch.as_tensor(v), k).numpy()
 
 
 def document_vectors(model, cache, n_items: int, k_image: int, k_text: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -80,10 +79,10 @@ def document_vectors(model, cache, n_items: int, k_image: int, k_text: int) -> t
     with torch.inference_mode():
         for a in tqdm(range(0, n_items, 250), desc="documents' model: images", unit="batch"):
             p = torch.from_numpy(np.asarray(cache.images[a : min(a + 250, n_items)], dtype=np.float32))
-            imgs.append(sp.csr_matrix(_prune_normalize(model.image_vectors(p).numpy(), k_image)))
+            imgs.append(sp.csr_matrix(_prune_normalize(model.image_vectors(p), k_image)))
         for a in tqdm(range(0, caps.size, 1000), desc="documents' model: captions", unit="batch"):
             st, _, mask = _text_batch(cache, caps[a : a + 1000])
-            txts.append(sp.csr_matrix(_prune_normalize(model.text_vectors(st, mask).numpy(), k_text)))
+            txts.append(sp.csr_matrix(_prune_normalize(model.text_vectors(st, mask), k_text)))
     return sp.vstack(imgs).tocsr(), sp.vstack(txts).tocsr()
 
 
@@ -220,8 +219,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     from lexret.vocab import default_vocabulary
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise LexretError(f"{out} exists and is not empty; choose a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LexretError(f"{out} exists and is not an empty folder; choose a new folder")
     if not cfg.data:
         raise LexretError("train-queries needs the captions (--data captions.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.top_k_text < 1 or cfg.per_row < 1 or cfg.dev_items < 0:
