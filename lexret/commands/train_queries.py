@@ -47,6 +47,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--top-k-text", type=int, default=d.top_k_text, help="terms kept per query")
     p.add_argument("--per-row", type=int, default=d.per_row, help="terms kept per wordpiece in the stored map")
+    p.add_argument(
+        "--df-cap",
+        type=float,
+        default=d.df_cap,
+        help="cap each term's postings at this share of the images, keeping its heaviest (0: no cap); the "
+        "images, and so every index of this model, change: it gets its own model id",
+    )
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--temperature", type=float, default=d.temperature, help="softmax temperature of both losses")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -75,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         expansion=not args.no_expansion,
         top_k_text=args.top_k_text,
         per_row=args.per_row,
+        df_cap=args.df_cap,
         lr=args.lr,
         temperature=args.temperature,
         seed=args.seed,

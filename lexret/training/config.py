@@ -240,6 +240,7 @@ class QueryMapConfig:
     expansion: bool = True  # False: the map is diagonal (a caption's own words with learned weights)
     top_k_text: int = 16  # terms kept per query
     per_row: int = 32  # terms kept per wordpiece row of the stored map
+    df_cap: float = 0.0  # > 0: images keep each term only in their top df_cap share (lexret.model.df_cap)
     seed: int = 0
     threads: int = 0  # torch threads (0: all cores)
 

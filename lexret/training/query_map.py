@@ -109,6 +109,20 @@ def cached_document_vectors(
     return D, T
 
 
+def _capped(D: sp.csr_matrix, n_train: int, share: float, active: np.ndarray):
+    """``D`` with :class:`lexret.model.df_cap.DfCap` thresholds (estimated on its first ``n_train`` rows)
+    applied, and the cap over vocabulary term ids (``active`` maps ``D``'s columns to them)."""
+    from lexret.model.df_cap import DfCap
+
+    Dt = D[:n_train].tocoo()
+    local = DfCap.estimate(Dt.data, Dt.col, n_train, share)
+    D = D.tocsr().copy()
+    D.data[~local.keep_mask(D.indices, D.data, D.shape[1])] = 0
+    D.eliminate_zeros()
+    log.info("DF cap %g: %.1f terms per image kept (%d terms capped)", share, D.getnnz() / D.shape[0], local.terms.size)
+    return D, DfCap(active[local.terms], local.thresholds, share)
+
+
 def presence(text_ids: np.ndarray, to_active: np.ndarray, n_terms: int) -> sp.csr_matrix:
     """``(texts, n_terms)`` 0/1: which active terms each text (wordpiece ids, 0 = padding) holds."""
     lab = to_active[text_ids]
@@ -225,6 +239,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError("train-queries needs the captions (--data captions.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.top_k_text < 1 or cfg.per_row < 1 or cfg.dev_items < 0:
         raise LexretError("epochs, top_k_text and per_row must be >= 1, batch_size >= 2 and dev_items >= 0")
+    if not 0.0 <= cfg.df_cap <= 1.0:
+        raise LexretError(f"df_cap is a share of the images in [0, 1] (0: no cap), not {cfg.df_cap}")
     if cfg.temperature <= 0 or cfg.lr <= 0 or min(cfg.w_contrastive, cfg.w_distill, cfg.w_df) < 0:
         raise LexretError("temperature and lr must be > 0 and the loss weights >= 0")
     torch.set_num_threads(cfg.threads or (os.cpu_count() or 1))
@@ -255,10 +271,16 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     to_active = np.full(len(vocab), -1, np.int64)
     to_active[active] = np.arange(active.size)
     X = presence(np.asarray(cache.text_ids[caps]), to_active, active.size)
-    trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_items - cfg.dev_items)
+    n_train = n_items - cfg.dev_items
+    cap = None
+    if cfg.df_cap:
+        if not dcfg.get("normalize", False):
+            raise LexretError(f"{documents} does not normalise its vectors; a DF cap needs normalised weights")
+        D, cap = _capped(D, n_train, cfg.df_cap, active)
+    trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train)
     trainer.fit()
     qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
-    model_id = cfg.model_id or f"{dcfg['model_id']}-querymap-v1"
+    model_id = cfg.model_id or f"{dcfg['model_id']}{f'-dfcap{cfg.df_cap:g}' if cap else ''}-querymap-v1"
     conf = {
         "kind": "sparse",
         "model_id": model_id,
@@ -274,8 +296,12 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         "output_scale": float(dcfg.get("output_scale", 1.0)),
         "training": cfg.to_dict(),
     }
+    if cap is not None:
+        conf["query_map"]["df_cap"] = cap.cap  # images are capped: indexes carry this model's id
     out.mkdir(parents=True, exist_ok=True)
     qmap.save(out)
+    if cap is not None:
+        cap.save(out)
     (out / "config.json").write_text(json.dumps(conf, indent=1) + "\n")
     (out / "model_id").write_text(model_id + "\n")
     (out / "vocab_hash").write_text(vocab.hash + "\n")
