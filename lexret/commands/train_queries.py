@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     conf = train_query_map(cfg, args.out)
-    log.info("wrote %s (%s), queries by its map over %s's documents", args.out, conf["model_id"],
-             conf["query_map"]["documents_model_id"])  # fmt: skip
+    spec = conf["query_map"]
+    capped = f", images capped at a {spec['df_cap']:g} share per term" if spec.get("df_cap") else ""
+    log.info("wrote %s (%s), queries by its map over %s's documents%s", args.out, conf["model_id"],
+             spec["documents_model_id"], capped)  # fmt: skip
     return 0
