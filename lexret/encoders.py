@@ -131,7 +131,7 @@ class _Base:
         """The model id that this encoder's vectors and indexes carry: its own, or for a query-map model
         the documents' model's, whose vectors its documents are (so that model's indexes take its queries)."""
         spec = self.config.get("query_map")
-        if not isinstance(spec, dict) or spec.get("df_cap"):  # capped images are this model's own documents
+        if not isinstance(spec, dict) or spec.get("df_cap") or spec.get("image_terms"):  # its own image vectors
             return self.model_id
         return str(spec["documents_model_id"])
 
@@ -189,13 +189,21 @@ class SparseEncoder(_Base):
             self._query_table = table
             self.query_map = QueryMap.diagonal(table)
         self.inference_free: bool = self.query_map is not None
-        # DF cap (lexret.model.df_cap): image vectors keep each term only where it is among its heaviest
+        # image-side transforms of a query-map model: a DF cap (lexret.model.df_cap: each term kept only
+        # where it is among its heaviest) and learned per-term scales (lexret.model.term_scales)
         self.df_cap: np.ndarray | None = None
+        self.term_scale: np.ndarray | None = None
+        self.term_offset: np.ndarray | None = None
         spec = self.config.get("query_map")
         if isinstance(spec, dict) and spec.get("df_cap"):
             from lexret.model.df_cap import DfCap
 
             self.df_cap = DfCap.load(self.path).dense(len(self.vocab)) * self._scale
+        if isinstance(spec, dict) and spec.get("image_terms"):
+            from lexret.model.term_scales import TermScales
+
+            a, b = TermScales.load(self.path).dense(len(self.vocab))
+            self.term_scale, self.term_offset = a, b * self._scale
         # caption documents (an image->text index) through the text network, queries by the map
         self.encoded_documents: bool = self.inference_free and (
             "query_map" in self.config or bool(getattr(getattr(self.model, "cfg", None), "encoded_documents", False))
@@ -404,12 +412,11 @@ class SparseEncoder(_Base):
         with torch.inference_mode():
             vecs = self.model.image_vectors(feats).numpy()
         batch = self._to_batch(vecs, self.top_k_doc if top_k is None else top_k)
-        if self.df_cap is None:
+        if self.df_cap is None and self.term_scale is None:
             return batch
-        keep = batch.values >= self.df_cap[batch.indices]
-        rows = np.repeat(np.arange(len(batch)), batch.terms_per_row())
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=len(batch)))])
-        return SparseBatch(indptr, batch.indices[keep], batch.values[keep], batch.dim)
+        from lexret.model.term_scales import apply_per_term
+
+        return apply_per_term(batch, self.term_scale, self.term_offset, self.df_cap)
 
     def decode(self, batch: SparseBatch, top: int = 20) -> list[list[tuple[str, float]]]:
         """The ``top`` heaviest ``(term, weight)`` pairs of each row, heaviest first."""

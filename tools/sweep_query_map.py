@@ -110,6 +110,7 @@ def one_run(job: dict) -> dict:
     trainer = QueryMapTrainer(cfg, X, owner, D, T, n_train)
     logging.getLogger("lexret").setLevel(logging.WARNING)
     trainer.fit()
+    D = trainer.documents()  # the images as trained (capped, or through learned per-term scales)
     dev = np.nonzero(owner >= n_train)[0]
     own = owner[dev] - n_train
     with torch.no_grad():

@@ -48,6 +48,19 @@ def register(subparsers) -> None:
     p.add_argument("--top-k-text", type=int, default=d.top_k_text, help="terms kept per query")
     p.add_argument("--per-row", type=int, default=d.per_row, help="terms kept per wordpiece in the stored map")
     p.add_argument(
+        "--image-terms",
+        action="store_true",
+        help="also learn a scale and an offset per image term (relu(a w - b)), trained with image->text too; "
+        "the images change, so the model gets its own id and indexes",
+    )
+    p.add_argument("--w-i2t", type=float, default=d.w_i2t, help="with --image-terms: weight of the image->text loss")
+    p.add_argument(
+        "--w-image-df",
+        type=float,
+        default=d.w_image_df,
+        help="with --image-terms: weight of the images' posting penalty (sum of df_t x weight)",
+    )
+    p.add_argument(
         "--df-cap",
         type=float,
         default=d.df_cap,
@@ -83,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         top_k_text=args.top_k_text,
         per_row=args.per_row,
         df_cap=args.df_cap,
+        image_terms=args.image_terms,
+        w_i2t=args.w_i2t,
+        w_image_df=args.w_image_df,
         lr=args.lr,
         temperature=args.temperature,
         seed=args.seed,
@@ -92,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     conf = train_query_map(cfg, args.out)
     spec = conf["query_map"]
     capped = f", images capped at a {spec['df_cap']:g} share per term" if spec.get("df_cap") else ""
+    capped += ", images through learned per-term scales" if spec.get("image_terms") else ""
     log.info("wrote %s (%s), queries by its map over %s's documents%s", args.out, conf["model_id"],
              spec["documents_model_id"], capped)  # fmt: skip
     return 0

@@ -240,6 +240,9 @@ class QueryMapConfig:
     expansion: bool = True  # False: the map is diagonal (a caption's own words with learned weights)
     top_k_text: int = 16  # terms kept per query
     per_row: int = 32  # terms kept per wordpiece row of the stored map
+    image_terms: bool = False  # learn a per-term scale and offset on the images: relu(a_t w - b_t) (pruning)
+    w_i2t: float = 1.0  # with image_terms: weight of image->caption-document contrastive + distillation
+    w_image_df: float = 0.0  # with image_terms: weight of sum_t df_t w_it over images (their postings)
     df_cap: float = 0.0  # > 0: images keep each term only in their top df_cap share (lexret.model.df_cap)
     seed: int = 0
     threads: int = 0  # torch threads (0: all cores)

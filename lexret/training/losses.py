@@ -85,6 +85,13 @@ def df_l1(v: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
     return (v.abs() * df).sum(1).mean()
 
 
+def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``-log`` of the softmax mass on the row's positives (``positive``: bool, same
+    shape, at least one per row): contrastive loss where a row has several right answers."""
+    pos = torch.logsumexp(logits.masked_fill(~positive, float("-inf")), 1)
+    return (torch.logsumexp(logits, 1) - pos).mean()
+
+
 def flops(v: torch.Tensor) -> torch.Tensor:
     """FLOPS regulariser ``sum_t (mean_i |v_it|)^2`` (Paria et al. 2020)."""
     return (v.abs().mean(0) ** 2).sum()

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from lexret.errors import LexretError
 from lexret.training.config import QueryMapConfig
-from lexret.training.losses import df_l1, distill_rows
+from lexret.training.losses import df_l1, distill_rows, multi_positive_ce
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,14 @@ class QueryMapTrainer:
         self.D_train = _csr_tensor(self.D[:n_train])
         self.df_t = torch.from_numpy(self.df)
         self.history: list[dict[str, Any]] = []
+        self.image_a = self.image_b = None
+        if cfg.image_terms:  # per-term scale a and offset b of the images, learned with the map
+            coo = self.D[:n_train].tocoo()
+            col = torch.from_numpy(coo.col.astype(np.int64))
+            rows_cols = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+            self._coo = (rows_cols, col, torch.from_numpy(coo.data.astype(np.float32)))
+            self.image_a = torch.nn.Parameter(torch.ones(n))
+            self.image_b = torch.nn.Parameter(torch.zeros(n))
         log.info("query map: %d terms, %d training images, %d captions", n, n_train, int((owner < n_train).sum()))
 
     def queries(self, caps: np.ndarray) -> torch.Tensor:
@@ -157,24 +165,76 @@ class QueryMapTrainer:
         """``W``, or only its diagonal without ``expansion`` (a caption's own words, learned weights)."""
         return self.W if self.cfg.expansion else torch.diag(torch.diagonal(self.W))
 
+    def train_images(self) -> torch.Tensor:
+        """The training images' vectors as the map is trained against: fixed, or through the learned
+        per-term scale and offset (sparse COO, differentiable in ``a`` and ``b``)."""
+        if self.image_a is None:
+            return self.D_train
+        idx, col, val = self._coo
+        v = F.relu(self.image_a[col] * val - self.image_b[col])
+        return torch.sparse_coo_tensor(idx, v, (self.n_train, self.D.shape[1])).coalesce()
+
+    def _i2t_loss(self, b: np.ndarray) -> torch.Tensor:
+        """The batch captions' images, through the per-term scales, as queries over the batch's caption
+        documents (the documents' model's own caption vectors): multi-positive cross-entropy plus
+        distillation from the unscaled images' scores, so that image->text keeps the documents' model's."""
+        own = self.owner[b]
+        raw = torch.from_numpy(self.D[own].toarray())
+        img = F.relu(self.image_a * raw - self.image_b) * (raw > 0)
+        docs = torch.from_numpy(self.T[b].toarray())
+        logits = img @ docs.T / self.cfg.temperature
+        ce = multi_positive_ce(logits, torch.from_numpy(own[:, None] == own[None, :]))
+        with torch.no_grad():
+            teach = raw @ docs.T / self.cfg.temperature
+        return ce + distill_rows(logits, teach)
+
+    def term_scales(self, active: np.ndarray):
+        """The learned image scales and offsets over vocabulary term ids (``active`` maps the columns), or
+        None without ``image_terms``; terms left at scale 1 and offset 0 are not stored."""
+        if self.image_a is None:
+            return None
+        from lexret.model.term_scales import TermScales
+
+        a, b = self.image_a.detach().numpy(), self.image_b.detach().numpy()
+        moved = (a != 1.0) | (b != 0.0)
+        return TermScales(active[moved], a[moved], b[moved])
+
+    def documents(self) -> sp.csr_matrix:
+        """All images' vectors (training and dev) as the map sees them, as scipy CSR."""
+        if self.image_a is None:
+            return self.D
+        a, b = self.image_a.detach().numpy(), self.image_b.detach().numpy()
+        D = self.D.tocsr().copy()
+        D.data = np.maximum(a[D.indices] * D.data - b[D.indices], 0).astype(np.float32)
+        D.eliminate_zeros()
+        return D
+
+    def _refresh_df(self) -> None:
+        if self.image_a is not None:
+            self.df = np.asarray((self.documents()[: self.n_train] > 0).mean(0)).ravel().astype(np.float32)
+            self.df_t = torch.from_numpy(self.df)
+
     def fit(self) -> None:
         cfg = self.cfg
         caps = np.nonzero(self.owner < self.n_train)[0]
         steps_per_epoch = int(np.ceil(caps.size / cfg.batch_size))
-        opt = torch.optim.Adam([self.W], lr=cfg.lr)
+        params = [self.W] + ([self.image_a, self.image_b] if self.image_a is not None else [])
+        opt = torch.optim.Adam(params, lr=cfg.lr)
         total = cfg.epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.05)
         rng = np.random.default_rng(cfg.seed)
         t0 = time.time()
         for ep in range(cfg.epochs):
-            sums = {"contrastive": 0.0, "distill": 0.0, "df": 0.0}
+            sums = {"contrastive": 0.0, "distill": 0.0, "df": 0.0, "image_df": 0.0, "i2t": 0.0}
+            self._refresh_df()  # the images' document frequencies, re-estimated as their terms are pruned
             order = rng.permutation(caps)
             bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"query map epoch {ep + 1}/{cfg.epochs}", unit="step")
             for a in bar:
                 b = order[a : a + cfg.batch_size]
                 q = self.queries(b)
                 qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-6)
-                logits = torch.sparse.mm(self.D_train, qn.T).T / cfg.temperature
+                docs = self.train_images()
+                logits = torch.sparse.mm(docs, qn.T).T / cfg.temperature
                 parts = {"contrastive": F.cross_entropy(logits, torch.from_numpy(self.owner[b].astype(np.int64)))}
                 if cfg.w_distill:
                     with torch.no_grad():
@@ -183,7 +243,13 @@ class QueryMapTrainer:
                     parts["distill"] = distill_rows(logits, teach)
                 if cfg.w_df:
                     parts["df"] = df_l1(qn, self.df_t)
-                weights = {"contrastive": cfg.w_contrastive, "distill": cfg.w_distill, "df": cfg.w_df}
+                if cfg.w_i2t and self.image_a is not None:
+                    parts["i2t"] = self._i2t_loss(b)
+                if cfg.w_image_df and self.image_a is not None:
+                    vals = docs.values()
+                    parts["image_df"] = (vals * self.df_t[docs.indices()[1]]).sum() / self.n_train
+                weights = {"contrastive": cfg.w_contrastive, "distill": cfg.w_distill, "df": cfg.w_df,
+                           "image_df": cfg.w_image_df, "i2t": cfg.w_i2t}  # fmt: skip
                 loss = sum(weights[k] * v for k, v in parts.items())
                 opt.zero_grad()
                 loss.backward()
@@ -191,6 +257,8 @@ class QueryMapTrainer:
                 sched.step()
                 with torch.no_grad():
                     self.W.clamp_(min=0.0)
+                    if self.image_a is not None:
+                        self.image_a.clamp_(min=0.0)
                 for k, v in parts.items():
                     sums[k] += float(v.detach()) / steps_per_epoch
             row: dict[str, Any] = {"epoch": ep + 1, "minutes": round((time.time() - t0) / 60, 2), **sums}
@@ -208,7 +276,8 @@ class QueryMapTrainer:
         with torch.no_grad():
             q = self.queries(caps).numpy()
         out: dict[str, Any] = {}
-        Dd = self.D[lo:hi]
+        self._refresh_df()
+        Dd = self.documents()[lo:hi]
 
         def figures(Q: np.ndarray) -> dict[str, Any]:
             s = np.asarray((Dd @ Q.T).T)
@@ -239,6 +308,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError("train-queries needs the captions (--data captions.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.top_k_text < 1 or cfg.per_row < 1 or cfg.dev_items < 0:
         raise LexretError("epochs, top_k_text and per_row must be >= 1, batch_size >= 2 and dev_items >= 0")
+    if min(cfg.w_i2t, cfg.w_image_df) < 0:
+        raise LexretError("the loss weights must be >= 0")
     if not 0.0 <= cfg.df_cap <= 1.0:
         raise LexretError(f"df_cap is a share of the images in [0, 1] (0: no cap), not {cfg.df_cap}")
     if cfg.temperature <= 0 or cfg.lr <= 0 or min(cfg.w_contrastive, cfg.w_distill, cfg.w_df) < 0:
@@ -273,6 +344,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     X = presence(np.asarray(cache.text_ids[caps]), to_active, active.size)
     n_train = n_items - cfg.dev_items
     cap = None
+    if cfg.image_terms and not dcfg.get("normalize", False):
+        raise LexretError(f"{documents} does not normalise its vectors; image term scales need normalised weights")
     if cfg.df_cap:
         if not dcfg.get("normalize", False):
             raise LexretError(f"{documents} does not normalise its vectors; a DF cap needs normalised weights")
@@ -280,7 +353,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train)
     trainer.fit()
     qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
-    model_id = cfg.model_id or f"{dcfg['model_id']}{f'-dfcap{cfg.df_cap:g}' if cap else ''}-querymap-v1"
+    tags = (f"-dfcap{cfg.df_cap:g}" if cap else "") + ("-imageterms" if cfg.image_terms else "")
+    model_id = cfg.model_id or f"{dcfg['model_id']}{tags}-querymap-v1"
     conf = {
         "kind": "sparse",
         "model_id": model_id,
@@ -298,10 +372,15 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     }
     if cap is not None:
         conf["query_map"]["df_cap"] = cap.cap  # images are capped: indexes carry this model's id
+    scales = trainer.term_scales(active)
+    if scales is not None:
+        conf["query_map"]["image_terms"] = True  # images through learned per-term scales: likewise
     out.mkdir(parents=True, exist_ok=True)
     qmap.save(out)
     if cap is not None:
         cap.save(out)
+    if scales is not None:
+        scales.save(out)
     (out / "config.json").write_text(json.dumps(conf, indent=1) + "\n")
     (out / "model_id").write_text(model_id + "\n")
     (out / "vocab_hash").write_text(vocab.hash + "\n")
