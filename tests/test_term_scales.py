@@ -55,7 +55,7 @@ def test_a_map_with_image_terms_owns_its_images(mapped, tmp_path):  # noqa: F811
     root, base, _, _ = mapped
     qcfg = QueryMapConfig(
         documents=str(base), data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"), dev_items=2,
-        epochs=2, batch_size=8, top_k_text=4, per_row=6, threads=2, image_terms=True, w_image_df=0.5,
+        epochs=2, batch_size=8, top_k_text=4, per_row=6, threads=2, image_terms=True, w_image_df=0.5, df_floor=0.02,
     )  # fmt: skip
     out = tmp_path / "qm-terms"
     conf = train_query_map(qcfg, out)
@@ -72,6 +72,10 @@ def test_a_map_with_image_terms_owns_its_images(mapped, tmp_path):  # noqa: F811
         w = np.maximum(a[iy] * vy - b[iy] * 5.0, 0)
         ix, vx = x.row(i)
         assert ix.tolist() == iy[w > 0].tolist() and np.allclose(vx, w[w > 0], rtol=1e-5)
+    with pytest.raises(LexretError, match="df_floor"):
+        train_query_map(
+            QueryMapConfig(documents=str(base), data=str(root / "captions.jsonl"), df_floor=1.0), tmp_path / "f"
+        )
     with pytest.raises(LexretError, match="loss weights"):
         bad = QueryMapConfig(documents=str(base), data=str(root / "captions.jsonl"), image_terms=True, w_i2t=-1)
         train_query_map(bad, tmp_path / "bad")

@@ -124,12 +124,18 @@ def one_run(job: dict) -> dict:
     t2i = _recalls(np.asarray((Dd @ Q.T).T), own)
     t2i_hard = _recalls(np.asarray((hard @ Q.T).T), own)
     df = np.asarray((D[:n_train] > 0).mean(0)).ravel()
+    # readability proxy: expansion terms (not among the caption's own wordpieces) that fewer than 0.2% of
+    # the documents' model's own training images hold, per query: terms a reader cannot explain
+    raw_df = np.asarray((trainer.D[:n_train] > 0).mean(0)).ravel()
+    expansion = (Q > 0) & (X[dev].toarray() == 0)
+    rare_expansions = float((expansion & (raw_df < 0.002)[None, :]).sum(1).mean())
     out = {
         "name": job["name"], "fold": job["fold"], "seed": job["seed"],
         "t2i": t2i, "t2i_sum": round(sum(t2i), 1), "t2i_hard": t2i_hard, "t2i_hard_sum": round(sum(t2i_hard), 1),
         "i2t": i2t, "i2t_sum": round(sum(i2t), 1),
         "postings_per_1m": int(((Q > 0) * df).sum(1).mean() * 1e6),
         "terms_per_image": round(D[:n_train].getnnz() / n_train, 1),
+        "rare_expansions": round(rare_expansions, 2),
         "minutes": round((time.time() - t0) / 60, 2),
     }  # fmt: skip
     print(json.dumps(out), flush=True)
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace) -> None:
         rows = [r for r in results if r["name"] == name]
         summary[name] = {
             k: [round(float(np.mean([r[k] for r in rows])), 2), round(float(np.std([r[k] for r in rows])), 2)]
-            for k in ("t2i_sum", "t2i_hard_sum", "i2t_sum", "postings_per_1m", "terms_per_image")
+            for k in ("t2i_sum", "t2i_hard_sum", "i2t_sum", "postings_per_1m", "terms_per_image", "rare_expansions")
         } | {"runs": len(rows)}
         print(name, json.dumps(summary[name]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

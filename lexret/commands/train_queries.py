@@ -48,6 +48,13 @@ def register(subparsers) -> None:
     p.add_argument("--top-k-text", type=int, default=d.top_k_text, help="terms kept per query")
     p.add_argument("--per-row", type=int, default=d.per_row, help="terms kept per wordpiece in the stored map")
     p.add_argument(
+        "--df-floor",
+        type=float,
+        default=d.df_floor,
+        help="the posting penalty counts each term as held by at least this share of the images, so that "
+        "terms (almost) no image holds are not free to add to a query",
+    )
+    p.add_argument(
         "--image-terms",
         action="store_true",
         help="also learn a scale and an offset per image term (relu(a w - b)), trained with image->text too; "
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         top_k_text=args.top_k_text,
         per_row=args.per_row,
         df_cap=args.df_cap,
+        df_floor=args.df_floor,
         image_terms=args.image_terms,
         w_i2t=args.w_i2t,
         w_image_df=args.w_image_df,

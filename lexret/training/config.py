@@ -237,6 +237,7 @@ class QueryMapConfig:
     w_contrastive: float = 1.0
     w_distill: float = 1.0
     w_df: float = 1.0
+    df_floor: float = 0.0  # the posting penalty counts a term as held by at least this share of the images
     expansion: bool = True  # False: the map is diagonal (a caption's own words with learned weights)
     top_k_text: int = 16  # terms kept per query
     per_row: int = 32  # terms kept per wordpiece row of the stored map

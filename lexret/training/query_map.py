@@ -241,8 +241,8 @@ class QueryMapTrainer:
                         teacher_q = torch.from_numpy(self.T[b].toarray())
                         teach = torch.sparse.mm(self.D_train, teacher_q.T).T / cfg.temperature
                     parts["distill"] = distill_rows(logits, teach)
-                if cfg.w_df:
-                    parts["df"] = df_l1(qn, self.df_t)
+                if cfg.w_df:  # a floor keeps terms that (almost) no image holds from being free to add
+                    parts["df"] = df_l1(qn, self.df_t.clamp_min(cfg.df_floor))
                 if cfg.w_i2t and self.image_a is not None:
                     parts["i2t"] = self._i2t_loss(b)
                 if cfg.w_image_df and self.image_a is not None:
@@ -308,6 +308,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError("train-queries needs the captions (--data captions.jsonl)")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.top_k_text < 1 or cfg.per_row < 1 or cfg.dev_items < 0:
         raise LexretError("epochs, top_k_text and per_row must be >= 1, batch_size >= 2 and dev_items >= 0")
+    if not 0.0 <= cfg.df_floor < 1.0:
+        raise LexretError(f"df_floor is a share of the images in [0, 1), not {cfg.df_floor}")
     if min(cfg.w_i2t, cfg.w_image_df) < 0:
         raise LexretError("the loss weights must be >= 0")
     if not 0.0 <= cfg.df_cap <= 1.0:
