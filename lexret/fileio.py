@@ -43,3 +43,28 @@ def write_json(path: str | Path, obj: Any, *, fsync: bool = False) -> None:
     with atomic_write(path, fsync=fsync) as f:
         json.dump(obj, f, indent=1)
         f.write("\n")
+
+
+def save_arrays(path: str | Path, arrays: dict[str, Any]) -> Path:
+    """Numpy arrays to one safetensors file (a checkpoint part: query map, term scales, DF cap)."""
+    from safetensors.numpy import save_file
+
+    save_file(arrays, str(path))
+    return Path(path)
+
+
+def load_arrays(path: str | Path, keys: set[str], missing: str) -> dict[str, Any]:
+    """The arrays of a safetensors file written by :func:`save_arrays`; ``LexretError`` naming ``missing``
+    (what the file is and how to make it) if the file is absent, or if it lacks one of ``keys``."""
+    from safetensors.numpy import load_file
+
+    from lexret.errors import LexretError
+
+    path = Path(path)
+    if not path.is_file():
+        raise LexretError(f"{path} is missing: {missing}")
+    arrays = load_file(str(path))
+    lacking = keys - set(arrays)
+    if lacking:
+        raise LexretError(f"{path} lacks {sorted(lacking)}; the checkpoint folder is damaged")
+    return arrays

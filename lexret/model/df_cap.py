@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lexret.errors import LexretError
+from lexret.fileio import load_arrays, save_arrays
 
 DF_CAP_FILE = "df_cap.safetensors"
 
@@ -80,23 +81,14 @@ class DfCap:
         return np.asarray(values) >= self.dense(dim)[np.asarray(indices)] * scale
 
     def save(self, folder: Path) -> Path:
-        from safetensors.numpy import save_file
-
-        path = Path(folder) / DF_CAP_FILE
-        save_file(
-            {"terms": self.terms.astype(np.int32), "thresholds": self.thresholds, "cap": np.array([self.cap])},
-            str(path),
-        )
-        return path
+        arrays = {"terms": self.terms.astype(np.int32), "thresholds": self.thresholds, "cap": np.array([self.cap])}
+        return save_arrays(Path(folder) / DF_CAP_FILE, arrays)
 
     @classmethod
     def load(cls, folder: Path) -> DfCap:
-        from safetensors.numpy import load_file
-
-        path = Path(folder) / DF_CAP_FILE
-        if not path.is_file():
-            raise LexretError(f"{path} is missing: the model's DF-cap thresholds (retrain with --df-cap)")
-        t = load_file(str(path))
-        if {"terms", "thresholds", "cap"} - set(t):
-            raise LexretError(f"{path} lacks terms, thresholds or cap; the checkpoint folder is damaged")
+        t = load_arrays(
+            Path(folder) / DF_CAP_FILE,
+            {"terms", "thresholds", "cap"},
+            "the model's DF-cap thresholds (retrain with --df-cap)",
+        )
         return cls(t["terms"], t["thresholds"], float(t["cap"][0]))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lexret.errors import LexretError
+from lexret.fileio import load_arrays, save_arrays
 
 QUERY_MAP_FILE = "query_map.safetensors"
 
@@ -114,28 +115,15 @@ class QueryMap:
         return [self.vector(t) for t in texts]
 
     def save(self, folder: Path) -> Path:
-        from safetensors.numpy import save_file
-
-        path = Path(folder) / QUERY_MAP_FILE
-        save_file(
-            {
-                "indptr": self.indptr,
-                "indices": self.indices.astype(np.int32),
-                "values": self.values.astype(np.float16),
-            },
-            str(path),
-        )
-        return path
+        arrays = {
+            "indptr": self.indptr,
+            "indices": self.indices.astype(np.int32),
+            "values": self.values.astype(np.float16),
+        }
+        return save_arrays(Path(folder) / QUERY_MAP_FILE, arrays)
 
     @classmethod
     def load(cls, folder: Path) -> QueryMap:
-        from safetensors.numpy import load_file
-
-        path = Path(folder) / QUERY_MAP_FILE
-        if not path.is_file():
-            raise LexretError(f"{path} is missing: the checkpoint's query map (rebuild it with lexret train-queries)")
-        t = load_file(str(path))
-        missing = {"indptr", "indices", "values"} - set(t)
-        if missing:
-            raise LexretError(f"{path} lacks {sorted(missing)}; the checkpoint folder is damaged")
+        t = load_arrays(Path(folder) / QUERY_MAP_FILE, {"indptr", "indices", "values"},
+                        "the checkpoint's query map (rebuild it with lexret train-queries)")  # fmt: skip
         return cls(t["indptr"], t["indices"], t["values"].astype(np.float32))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lexret.errors import LexretError
+from lexret.fileio import load_arrays, save_arrays
 from lexret.types import SparseBatch
 
 TERM_SCALES_FILE = "term_scales.safetensors"
@@ -53,22 +54,13 @@ class TermScales:
         return a, b
 
     def save(self, folder: Path) -> Path:
-        from safetensors.numpy import save_file
-
-        path = Path(folder) / TERM_SCALES_FILE
-        save_file({"terms": self.terms.astype(np.int32), "scales": self.scales, "offsets": self.offsets}, str(path))
-        return path
+        arrays = {"terms": self.terms.astype(np.int32), "scales": self.scales, "offsets": self.offsets}
+        return save_arrays(Path(folder) / TERM_SCALES_FILE, arrays)
 
     @classmethod
     def load(cls, folder: Path) -> TermScales:
-        from safetensors.numpy import load_file
-
-        path = Path(folder) / TERM_SCALES_FILE
-        if not path.is_file():
-            raise LexretError(f"{path} is missing: the model's image term scales (retrain with --image-terms)")
-        t = load_file(str(path))
-        if {"terms", "scales", "offsets"} - set(t):
-            raise LexretError(f"{path} lacks terms, scales or offsets; the checkpoint folder is damaged")
+        t = load_arrays(Path(folder) / TERM_SCALES_FILE, {"terms", "scales", "offsets"},
+                        "the model's image term scales (retrain with --image-terms)")  # fmt: skip
         return cls(t["terms"], t["scales"], t["offsets"])
 
 
