@@ -129,7 +129,8 @@ class _Base:
     @property
     def index_model_id(self) -> str:
         """The model id that this encoder's vectors and indexes carry: its own, or for a query-map model
-        the documents' model's, whose vectors its documents are (so that model's indexes take its queries)."""
+        the documents' model's, whose vectors its documents are (so that model's indexes take its queries),
+        unless the map transforms the images (a DF cap or learned term scales): then its own."""
         spec = self.config.get("query_map")
         if not isinstance(spec, dict) or spec.get("df_cap") or spec.get("image_terms"):  # its own image vectors
             return self.model_id
