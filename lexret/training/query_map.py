@@ -13,6 +13,13 @@ softmax's negatives):
 * postings: ``df_l1`` of the normalised query, each term weighted by its share of images holding it,
   which moves weight from frequent terms (long posting lists) to rare ones.
 
+With ``image_terms`` the images are not fixed: each term gets a learned scale and offset,
+``relu(a_t w - b_t)`` (:mod:`lexret.model.term_scales`), trained by the same losses and by image->text
+against the documents' model's caption vectors (the images are that direction's queries);
+``df_floor`` keeps the posting penalty from being free on terms the images no longer hold. With
+``df_cap`` the images are statically pruned first (:mod:`lexret.model.df_cap`). Either way the
+images are the new model's own, and so are its indexes.
+
 ``W`` is kept non-negative by projection after each step (so zero entries still receive gradient and
 can grow), and written pruned to its ``per_row`` heaviest terms per wordpiece
 (:class:`lexret.model.query_map.QueryMap`). The folder names the documents' model and is loaded like
