@@ -87,7 +87,7 @@ def one_run(job: dict) -> dict:
     import torch
 
     from lexret.training.config import QueryMapConfig
-    from lexret.training.query_map import QueryMapTrainer, _capped, _prune_normalize
+    from lexret.training.query_map import QueryMapTrainer, _prune_normalize, capped_documents
 
     torch.set_num_threads(job["threads"])
     t0 = time.time()
@@ -104,7 +104,7 @@ def one_run(job: dict) -> dict:
     setting = dict(job["setting"])
     cap = setting.pop("df_cap", None)
     if cap:
-        D, _ = _capped(D, n_train, float(cap), np.arange(D.shape[1]))
+        D, _ = capped_documents(D, n_train, float(cap), np.arange(D.shape[1]))
     cfg = QueryMapConfig(seed=job["seed"], **setting)
     torch.manual_seed(job["seed"])
     trainer = QueryMapTrainer(cfg, X, owner, D, T, n_train)
@@ -194,7 +194,10 @@ def main() -> None:
     r.add_argument("--out", required=True)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    export(args) if args.cmd == "export" else run(args)
+    if args.cmd == "export":
+        export(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

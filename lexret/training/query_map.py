@@ -116,7 +116,7 @@ def cached_document_vectors(
     return D, T
 
 
-def _capped(D: sp.csr_matrix, n_train: int, share: float, active: np.ndarray):
+def capped_documents(D: sp.csr_matrix, n_train: int, share: float, active: np.ndarray):
     """``D`` with :class:`lexret.model.df_cap.DfCap` thresholds (estimated on its first ``n_train`` rows)
     applied, and the cap over vocabulary term ids (``active`` maps ``D``'s columns to them)."""
     from lexret.model.df_cap import DfCap
@@ -210,11 +210,11 @@ class QueryMapTrainer:
         """All images' vectors (training and dev) as the map sees them, as scipy CSR."""
         if self.image_a is None:
             return self.D
+        from lexret.model.term_scales import apply_per_term
+        from lexret.types import SparseBatch
+
         a, b = self.image_a.detach().numpy(), self.image_b.detach().numpy()
-        D = self.D.tocsr().copy()
-        D.data = np.maximum(a[D.indices] * D.data - b[D.indices], 0).astype(np.float32)
-        D.eliminate_zeros()
-        return D
+        return apply_per_term(SparseBatch.from_scipy(self.D), a, b).to_scipy()
 
     def _refresh_df(self) -> None:
         if self.image_a is not None:
@@ -358,7 +358,7 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     if cfg.df_cap:
         if not dcfg.get("normalize", False):
             raise LexretError(f"{documents} does not normalise its vectors; a DF cap needs normalised weights")
-        D, cap = _capped(D, n_train, cfg.df_cap, active)
+        D, cap = capped_documents(D, n_train, cfg.df_cap, active)
     trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train)
     trainer.fit()
     qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
