@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lexret.backends.dense import HnswParams
+from lexret.backends.impact import ImpactParams
 from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.data import Collection
 from lexret.distractors import Calibration, MixParams, calibrate, synthesize_chunk
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 20_000
 # Sparse systems that search the Lucene index folder or the quantized vectors stored in it.
-SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-lucene-2phase", "sparse-scipy")
+SPARSE_ON_LUCENE_FOLDER = ("sparse-lucene", "sparse-exact", "sparse-impact", "sparse-lucene-2phase", "sparse-scipy")
 # Sparse systems that must rank exactly like the brute force; the first one measured is the reference.
 EXACT_SPARSE = ("sparse-exact", "sparse-scipy", "sparse-lucene", "sparse-lucene-sharded")
 SHARDED = "sparse-lucene-sharded"  # a sharded Lucene index (CompareConfig.shards), exact like one index
@@ -70,12 +71,13 @@ class CompareConfig:
     reorder: str = "none"  # Lucene document order (lexret.reorder); bp measured no gain here
     hnsw: HnswParams = field(default_factory=HnswParams)
     two_phase: TwoPhaseParams = field(default_factory=TwoPhaseParams)  # of sparse-lucene-2phase
+    impact: ImpactParams = field(default_factory=ImpactParams)  # of sparse-impact
     latency_queries: int = 1000
     # sparse-scipy (the slow brute force) is left out by default: sparse-exact ranks the same, faster.
     # Measured in this order, each pair of rivals together, the slowest last (compare.json is written
     # after each system: an interrupted run keeps what it measured).
     systems: tuple[str, ...] = (
-        "dense-faiss-flat", "sparse-exact", "dense-faiss-hnsw", "sparse-seismic", "sparse-lucene",
+        "dense-faiss-flat", "sparse-exact", "sparse-impact", "dense-faiss-hnsw", "sparse-seismic", "sparse-lucene",
         "sparse-lucene-2phase",
     )  # fmt: skip
     heap: str | None = None
@@ -253,7 +255,7 @@ def build_systems(corpus: Corpus, vocab, model_id: str, cfg: CompareConfig, out:
         build_s = time.perf_counter() - t
         built["sparse-lucene"] = {"artifact": out / "lucene", "index_bytes": meta["index_bytes"], "build_s": build_s}
         dv_bytes = (out / "lucene" / "docvectors.npz").stat().st_size
-        for system in need_sparse & {"sparse-exact", "sparse-scipy"}:
+        for system in need_sparse & {"sparse-exact", "sparse-impact", "sparse-scipy"}:
             built[system] = {
                 "artifact": out / "lucene",
                 "index_bytes": dv_bytes,
@@ -450,6 +452,7 @@ def _run_compare(
                 system, b["artifact"], queries, cfg.k, size_dir / "runs", latency_queries=cfg.latency_queries,
                 heap=cfg.heap, ray=child_ray if system == SHARDED else None,
                 two_phase=cfg.two_phase if system == "sparse-lucene-2phase" else None,
+                impact=cfg.impact if system == "sparse-impact" else None,
             )  # fmt: skip
             runs_by_system[system] = run = read_run(run_file)
             metrics = evaluate(run, qrels, ("R@1", "R@5", "R@10"))
@@ -494,6 +497,8 @@ def _run_compare(
                 rec["seismic_search"] = asdict(SeismicSearchParams())
             if system == "sparse-lucene-2phase":
                 rec["two_phase"] = asdict(cfg.two_phase)
+            if system == "sparse-impact":
+                rec["impact"] = asdict(cfg.impact)
             records.append(rec)
             log.info("%s @ %d: R@10 %.2f, %.2f ms/query", system, len(corpus), rec["R@10"], rec["latency_ms_mean"])
             size_records = {r["system"]: r for r in records if r["corpus_size"] == len(corpus)}

@@ -1,11 +1,11 @@
 """Measure one retrieval system in a process of its own.
 
-A measurement loads one system (Lucene impact index, the exact numba engine, scipy brute force,
-FAISS flat or HNSW) from
-disk, runs the queries, and reports latency per query at one thread (mean, p50, p95; search only),
-throughput at one and two threads, the run (for effectiveness) and the peak resident memory of
-the process. Running it in a child process (``python -m lexret.measure``) makes the peak memory
-that of the search alone, and keeps one system's JVM or thread pools from disturbing another.
+A measurement loads one system (Lucene impact index, the exact numba engine, the impact-ordered
+budget engine, scipy brute force, FAISS flat or HNSW) from disk, runs the queries, and reports
+latency per query at one thread (mean, p50, p95; search only), throughput at one and two threads,
+the run (for effectiveness) and the peak resident memory of the process. Running it in a child
+process (``python -m lexret.measure``) makes the peak memory that of the search alone, and keeps one
+system's JVM or thread pools from disturbing another.
 """
 
 from __future__ import annotations
@@ -24,19 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from lexret.backends.impact import ImpactParams
 from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.trec import Run
 
 WARMUP_QUERIES = 1000
 SYSTEMS = (
-    "sparse-lucene", "sparse-exact", "sparse-seismic", "sparse-lucene-2phase", "sparse-scipy", "dense-faiss-flat",
-    "dense-faiss-hnsw", "sparse-lucene-sharded",
+    "sparse-lucene", "sparse-exact", "sparse-impact", "sparse-seismic", "sparse-lucene-2phase", "sparse-scipy",
+    "dense-faiss-flat", "dense-faiss-hnsw", "sparse-lucene-sharded",
 )  # fmt: skip
 # a sharded Lucene index (lexret.distributed): the shards searched one after the other, or by Ray actors
 SHARDED = "sparse-lucene-sharded"
 # the Searcher backend behind each sparse system (all of them run through lexret.searcher)
 SEARCHER_BACKENDS = {
-    "sparse-lucene": "lucene", "sparse-exact": "exact", "sparse-seismic": "seismic",
+    "sparse-lucene": "lucene", "sparse-exact": "exact", "sparse-impact": "impact", "sparse-seismic": "seismic",
     "sparse-lucene-2phase": "lucene-2phase", "sparse-scipy": "scipy",
 }  # fmt: skip
 LUCENE_CHUNK = 1000  # queries per Lucene call: all hits of a call sit in the JVM heap
@@ -93,10 +94,12 @@ def measure(
     vocab_path: str | None = None,
     ray: str | None = None,
     two_phase: TwoPhaseParams | None = None,
+    impact: ImpactParams | None = None,
 ) -> tuple[Measurement, Run]:
     """Load ``system`` from ``artifact`` and measure it with the queries in ``queries`` (``ray``: the
     ``--ray`` spec whose actors search the shards of ``sparse-lucene-sharded``; ``two_phase``: the
-    parameters of ``sparse-lucene-2phase``, default :class:`TwoPhaseParams`)."""
+    parameters of ``sparse-lucene-2phase``, default :class:`TwoPhaseParams`; ``impact``: those of
+    ``sparse-impact``, default :class:`ImpactParams`)."""
     qids: list[str]
     batch_search: Callable[[Sequence[str], Any, int], Run]
     work: Callable[[], float] | None = None  # the engine's own count of the last batch's work per query
@@ -112,7 +115,9 @@ def measure(
         vocab = load_vocabulary(vocab_path)
         qs = read_vectors(queries, vocab)
         qids = qs.ids
-        searcher = Searcher(artifact, vocab, backend=SEARCHER_BACKENDS[system], heap=heap, two_phase=two_phase)
+        searcher = Searcher(
+            artifact, vocab, backend=SEARCHER_BACKENDS[system], heap=heap, two_phase=two_phase, impact=impact
+        )
         qint = searcher.prepare(qs.batch)
         if system == "sparse-lucene":
             lucene = searcher._lucene
@@ -129,7 +134,7 @@ def measure(
 
             def one(i: int) -> object:
                 return lucene.search([qids[i]], [qdicts[i]], k, threads=1)
-        elif system == "sparse-exact":
+        elif system in ("sparse-exact", "sparse-impact"):
             exact = searcher._exact
 
             def batch_search(ids: Sequence[str], sel: Any, threads: int) -> Run:
@@ -266,6 +271,7 @@ def measure_in_subprocess(
     heap: str | None = None,
     ray: str | None = None,
     two_phase: TwoPhaseParams | None = None,
+    impact: ImpactParams | None = None,
 ) -> tuple[Measurement, Path]:
     """Run :func:`measure` in a fresh process; returns the measurement and the run file it wrote (``ray``:
     the spec the child joins for a sharded system, see
@@ -283,6 +289,8 @@ def measure_in_subprocess(
         cmd += ["--ray", ray]
     if two_phase is not None:
         cmd += ["--two-phase", json.dumps(asdict(two_phase))]
+    if impact is not None:
+        cmd += ["--impact", json.dumps(asdict(impact))]
     env = dict(os.environ, OMP_NUM_THREADS="2", TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -306,11 +314,13 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--heap", default=None)
     p.add_argument("--ray", default=None, help="with sparse-lucene-sharded: search the shards with Ray actors")
     p.add_argument("--two-phase", default=None, help="sparse-lucene-2phase: TwoPhaseParams as JSON")
+    p.add_argument("--impact", default=None, help="sparse-impact: ImpactParams as JSON")
     args = p.parse_args(argv)
     two_phase = TwoPhaseParams(**json.loads(args.two_phase)) if args.two_phase else None
+    impact = ImpactParams(**json.loads(args.impact)) if args.impact else None
     m, run = measure(
         args.system, args.artifact, args.queries, args.k, latency_queries=args.latency_queries, heap=args.heap,
-        ray=args.ray, two_phase=two_phase,
+        ray=args.ray, two_phase=two_phase, impact=impact,
     )  # fmt: skip
     args.out.write_text(json.dumps(asdict(m), indent=1))
     if args.run:

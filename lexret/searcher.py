@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from lexret.backends.impact import ImpactParams
 from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.backends.seismic import SeismicSearchParams
 from lexret.document_prior import META_KEY, add_query_prior
@@ -28,10 +29,12 @@ from lexret.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["lucene", "lucene-2phase", "exact", "scipy", "seismic"]
-BACKENDS: tuple[str, ...] = ("lucene", "lucene-2phase", "exact", "scipy", "seismic")
+Backend = Literal["lucene", "lucene-2phase", "exact", "impact", "scipy", "seismic"]
+BACKENDS: tuple[str, ...] = ("lucene", "lucene-2phase", "exact", "impact", "scipy", "seismic")
 # The engine whose files a backend searches; None: any folder that stores its vectors.
-_ENGINE_OF_BACKEND = {"lucene": "lucene", "lucene-2phase": "lucene", "seismic": "seismic", "exact": None, "scipy": None}
+_ENGINE_OF_BACKEND = {
+    "lucene": "lucene", "lucene-2phase": "lucene", "seismic": "seismic", "exact": None, "impact": None, "scipy": None,
+}  # fmt: skip
 DEFAULT_CHUNK = 1000
 
 
@@ -45,10 +48,13 @@ def _one(prior: dict[str, Any]) -> SparseBatch:
 class Searcher:
     """Batch search over a lexret index folder: Lucene, two-phase Lucene (:mod:`lexret.backends.lucene_two_phase`,
     tuned by ``two_phase``), the exact term-at-a-time engine over the stored vectors (``exact``, numba),
-    Seismic (approximate) or the scipy brute force (``scipy``, the slow reference).
+    impact-ordered search within a postings budget over the same vectors (``impact``, approximate, tuned by
+    ``impact``: :mod:`lexret.backends.impact`), Seismic (approximate) or the scipy brute force (``scipy``,
+    the slow reference).
 
     The backend must match the folder's engine (``lucene`` and ``lucene-2phase`` search a Lucene folder,
-    ``seismic`` a Seismic one); ``exact`` and ``scipy`` search any folder that stores its vectors."""
+    ``seismic`` a Seismic one); ``exact``, ``impact`` and ``scipy`` search any folder that stores its
+    vectors."""
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class Searcher:
         heap: str | None = None,
         seismic: SeismicSearchParams | None = None,
         two_phase: TwoPhaseParams | None = None,
+        impact: ImpactParams | None = None,
     ) -> None:
         self.index_dir = Path(index_dir)
         self.meta: dict[str, Any] = read_meta(self.index_dir)
@@ -90,6 +97,11 @@ class Searcher:
 
             ids, docs = self.load_docvectors(backend)
             self._exact = ExactBackend(ids, docs)
+        elif backend == "impact":
+            from lexret.backends.exact import ImpactOrderedBackend
+
+            ids, docs = self.load_docvectors(backend)
+            self._exact = ImpactOrderedBackend(ids, docs, impact)
         else:
             from lexret.backends.seismic import INDEX_FILE, SeismicBackend
 
@@ -224,7 +236,7 @@ class Searcher:
                         for i in range(len(chunk))
                     ]
                     yield self._lucene.search(chunk_ids, dicts, k, threads=threads)
-                elif self.backend_name == "exact":
+                elif self.backend_name in ("exact", "impact"):
                     yield self._exact.search(chunk_ids, chunk, k, threads=threads)
                 elif self.backend_name == "seismic":
                     yield self._seismic.search(chunk_ids, chunk, k, self.seismic_params, threads=threads)
@@ -237,7 +249,7 @@ class Searcher:
     def close(self) -> None:
         if self.backend_name in ("lucene", "lucene-2phase"):
             self._lucene.close()
-        elif self.backend_name == "exact":
+        elif self.backend_name in ("exact", "impact"):
             self._exact.close()
 
     def __enter__(self) -> Searcher:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lexret.backends.dense import HnswParams
+from lexret.backends.impact import ImpactParams
 from lexret.backends.lucene_two_phase import TwoPhaseParams
 from lexret.compare import (
     CompareConfig,
@@ -82,7 +83,7 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
         # the exact engine counts the postings it adds: every posting of the query's lists; two-phase
         # Lucene the postings of its phase-1 lists, fewer
         all_lists = postings_per_query(built["sparse-lucene"]["artifact"] / "docvectors.npz", queries)
-        if system == "sparse-exact":
+        if system in ("sparse-exact", "sparse-impact"):  # the impact engine's default budget holds every list here
             assert m.postings_per_query == pytest.approx(all_lists) and all_lists > 0
         elif system == "sparse-lucene-2phase":
             assert 0 < m.postings_per_query < all_lists
@@ -95,6 +96,13 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
         latency_queries=10, two_phase=budget,
     )  # fmt: skip
     assert 0 < m.postings_per_query <= all_lists / 3
+    m, run_file = measure_in_subprocess(
+        "sparse-impact", built["sparse-impact"]["artifact"], q_sparse, 10, tmp_path / "runs-impact",
+        latency_queries=10, impact=ImpactParams(max_postings=int(all_lists / 3)),
+    )  # fmt: skip
+    assert 0 < m.postings_per_query <= all_lists / 3
+    assert runs["sparse-impact"] == runs["sparse-exact"]  # with room for every posting it is exact
+    runs["sparse-impact"] = read_run(run_file)
     # exactness: Lucene (one index or 2 shards) and the exact engine equal the scipy brute force on the same corpus
     assert runs["sparse-lucene"] == runs["sparse-scipy"] == runs["sparse-exact"] == runs["sparse-lucene-sharded"]
     assert (built["sparse-lucene-sharded"]["artifact"] / "shard-001").is_dir()
@@ -105,7 +113,8 @@ def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
     check_against_exact(records, runs, scorer, 140)
     exact_systems = ("sparse-lucene", "sparse-exact", "sparse-scipy", "sparse-lucene-sharded", "dense-faiss-flat")
     assert all(records[s]["overlap@10_vs_exact"] == 1.0 for s in exact_systems)
-    assert all(0.5 <= records[s]["overlap@10_vs_exact"] <= 1.0 for s in ("sparse-seismic", "sparse-lucene-2phase"))
+    approximate = ("sparse-seismic", "sparse-lucene-2phase", "sparse-impact")
+    assert all(0.5 <= records[s]["overlap@10_vs_exact"] <= 1.0 for s in approximate)
     assert "queries_differing_from_exact" not in records["sparse-seismic"]
     assert records["sparse-lucene"]["queries_differing_from_exact"] == 0
     assert records["sparse-lucene"]["exact_reference"] == "sparse-exact"

@@ -146,6 +146,155 @@ def _search_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_doc
             _sift_down(hs, hd, 0, m)
 
 
+@numba.njit(cache=True, nogil=True)
+def _order_by_impact(term_ptr, post_docs, post_imps):  # pragma: no cover - jitted
+    """Sort every posting list by impact, heaviest first, in place; a stable sort keeps equal impacts in
+    document order."""
+    for t in range(term_ptr.size - 1):
+        a = term_ptr[t]
+        b = term_ptr[t + 1]
+        if b - a < 2:
+            continue
+        perm = np.argsort(-post_imps[a:b].astype(np.int64), kind="mergesort")
+        post_docs[a:b] = post_docs[a:b][perm]
+        post_imps[a:b] = post_imps[a:b][perm]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _heavy_count(post_imps, a, b, least):  # pragma: no cover - jitted
+    """Postings of the impact-ordered list ``[a, b)`` whose impact is at least ``least``."""
+    lo = a
+    hi = b
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if post_imps[mid] >= least:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - a
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix_lengths(q_terms, q_weights, term_ptr, post_imps, budget, out_n):  # pragma: no cover - jitted
+    """How much of each query term's impact-ordered list to read: every posting whose contribution
+    (weight x impact) is at least the smallest threshold that keeps the total within ``budget``
+    (the whole lists when they fit). Fills ``out_n``, returns the postings to read."""
+    total = 0
+    top = 0
+    for i in range(q_terms.size):
+        t = q_terms[i]
+        a = term_ptr[t]
+        b = term_ptr[t + 1]
+        out_n[i] = b - a if q_weights[i] > 0 else 0  # a term of weight 0 adds nothing: not read
+        total += out_n[i]
+        if out_n[i] > 0 and q_weights[i] * post_imps[a] > top:
+            top = q_weights[i] * post_imps[a]
+    if total <= budget:
+        return total
+    lo = 1  # the answer lies in [lo, hi]: at hi = top + 1 no posting qualifies
+    hi = top + 1
+    while lo < hi:
+        tau = (lo + hi) // 2
+        count = 0
+        for i in range(q_terms.size):
+            if q_weights[i] > 0:
+                t = q_terms[i]
+                least = (tau + q_weights[i] - 1) // q_weights[i]
+                count += _heavy_count(post_imps, term_ptr[t], term_ptr[t + 1], least)
+        if count <= budget:
+            hi = tau
+        else:
+            lo = tau + 1
+    total = 0
+    for i in range(q_terms.size):
+        if q_weights[i] > 0:
+            t = q_terms[i]
+            least = (lo + q_weights[i] - 1) // q_weights[i]
+            out_n[i] = _heavy_count(post_imps, term_ptr[t], term_ptr[t + 1], least)
+            total += out_n[i]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _heap_push(hs, hd, n, cap, s, d):  # pragma: no cover - jitted
+    """Offer hit ``(s, d)`` to a heap of at most ``cap`` hits (worst at the root); returns its new size."""
+    if n < cap:
+        i = n
+        hs[i] = s
+        hd[i] = d
+        n += 1
+        while i > 0:
+            parent = (i - 1) // 2
+            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
+                hs[i], hs[parent] = hs[parent], hs[i]
+                hd[i], hd[parent] = hd[parent], hd[i]
+                i = parent
+            else:
+                break
+    elif _worse(hs[0], hd[0], s, d):
+        hs[0] = s
+        hd[0] = d
+        _sift_down(hs, hd, 0, n)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _search_budget_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_docs, post_imps, doc_rows,
+                         fwd_indptr, fwd_indices, fwd_values, budget, n_cand, acc, touched, q_dense, k,
+                         out_docs, out_scores, out_counts, out_postings):  # fmt: skip  # pragma: no cover - jitted
+    """Queries ``first, first + step, ...`` over impact-ordered lists: read the heaviest postings within
+    ``budget`` into ``acc``, keep the ``n_cand`` best documents by that partial score, score those
+    exactly from the forward index (document number ``d`` is row ``doc_rows[d]``) and keep the top
+    ``k``. Leaves ``acc`` and ``q_dense`` zeroed."""
+    cs = np.empty(n_cand, dtype=np.int64)
+    cd = np.empty(n_cand, dtype=np.int32)
+    hs = np.empty(k, dtype=np.int64)
+    hd = np.empty(k, dtype=np.int32)
+    for q in range(first, q_indptr.size - 1, step):
+        qa = q_indptr[q]
+        qb = q_indptr[q + 1]
+        terms = q_indices[qa:qb]
+        weights = q_values[qa:qb]
+        lengths = np.empty(qb - qa, dtype=np.int64)
+        out_postings[q] = _prefix_lengths(terms, weights, term_ptr, post_imps, budget, lengths)
+        n_touched = 0
+        for i in range(terms.size):
+            w = weights[i]
+            a = term_ptr[terms[i]]
+            for j in range(a, a + lengths[i]):
+                d = post_docs[j]
+                if acc[d] == 0:
+                    touched[n_touched] = d
+                    n_touched += 1
+                acc[d] += w * post_imps[j]
+        nc = 0
+        for j in range(n_touched):
+            d = touched[j]
+            nc = _heap_push(cs, cd, nc, n_cand, acc[d], d)
+            acc[d] = 0
+        for i in range(terms.size):
+            q_dense[terms[i]] = weights[i]
+        n = 0
+        for j in range(nc):
+            d = cd[j]
+            r = doc_rows[d]
+            s = 0
+            for p in range(fwd_indptr[r], fwd_indptr[r + 1]):
+                s += q_dense[fwd_indices[p]] * fwd_values[p]
+            n = _heap_push(hs, hd, n, k, s, d)
+        for i in range(terms.size):
+            q_dense[terms[i]] = 0
+        out_counts[q] = n
+        m = n
+        while m > 0:  # pop the worst first: the output fills from the back
+            m -= 1
+            out_scores[q, m] = hs[0]
+            out_docs[q, m] = hd[0]
+            hs[0] = hs[m]
+            hd[0] = hd[m]
+            _sift_down(hs, hd, 0, m)
+
+
 # ----- backend ----------------------------------------------------------------------------------
 
 
@@ -205,9 +354,13 @@ class ExactBackend:
         self._accs: dict[tuple[type, int], np.ndarray] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.last_stats = SearchStats()
+        self._prepare(docs)
         self._warm_up()
-        log.info("exact backend: %d documents, %d postings, ready in %.1fs", len(docs), docs.nnz,
+        log.info("%s: %d documents, %d postings, ready in %.1fs", type(self).__name__, len(docs), docs.nnz,
                  time.perf_counter() - t0)  # fmt: skip
+
+    def _prepare(self, docs: SparseBatch) -> None:
+        """What a subclass builds from the documents after the posting arrays, before the warm-up."""
 
     @property
     def num_docs(self) -> int:
@@ -241,8 +394,8 @@ class ExactBackend:
         threads = max(1, min(threads, nq))
 
         def part(first: int) -> None:
-            _search_range(queries.indptr, queries.indices, q_values, first, threads, self.term_ptr, self.post_docs,
-                          self.post_imps, self._acc(acc_type, first), kk, docs, scores, counts, postings)  # fmt: skip
+            self._kernel(queries.indptr, queries.indices, q_values, first, threads, acc_type, kk, docs, scores, counts,
+                         postings)  # fmt: skip
 
         if threads == 1:
             part(0)
@@ -254,6 +407,11 @@ class ExactBackend:
             for f in [self._pool.submit(part, i) for i in range(threads)]:
                 f.result()
         return docs, scores, counts, postings
+
+    def _kernel(self, q_indptr, q_indices, q_values, first, step, acc_type, k, docs, scores, counts, postings) -> None:
+        """Search queries ``first, first + step, ...`` on the calling thread (slot ``first``)."""
+        _search_range(q_indptr, q_indices, q_values, first, step, self.term_ptr, self.post_docs, self.post_imps,
+                      self._acc(acc_type, first), k, docs, scores, counts, postings)  # fmt: skip
 
     def search_arrays(
         self, queries: SparseBatch, k: int, *, threads: int | None = None
@@ -294,3 +452,48 @@ class ExactBackend:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+class ImpactOrderedBackend(ExactBackend):
+    """Approximate search that reads at most a budget of postings per query
+    (:mod:`lexret.backends.impact`: what it does and its parameters).
+
+    The posting lists are held heaviest impact first; a query reads, across its terms, the postings
+    that add most to a score (weight x impact at least a threshold chosen per query so that at most
+    ``params.max_postings`` are read), keeps the ``ceil(k x params.expansion)`` documents with the
+    highest partial scores and ranks them by their exact scores from the document vectors. With a
+    budget that holds all of a query's postings the result equals :class:`ExactBackend`'s.
+    """
+
+    def __init__(self, docids: Sequence[str], docs: SparseBatch, params=None, *, threads: int = 1) -> None:
+        from lexret.backends.impact import ImpactParams
+
+        self.params = params or ImpactParams()
+        super().__init__(docids, docs, threads=threads)
+
+    def _prepare(self, docs: SparseBatch) -> None:
+        _order_by_impact(self.term_ptr, self.post_docs, self.post_imps)
+        # the forward index of the exact second phase: document number d is row self._order[d]
+        self._fwd_indptr = np.ascontiguousarray(docs.indptr, dtype=np.int64)
+        self._fwd_indices = np.ascontiguousarray(docs.indices, dtype=np.int32)
+        self._fwd_values = np.ascontiguousarray(docs.values, dtype=self.post_imps.dtype)
+        self._scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the posting arrays and the forward index."""
+        return super().nbytes + self._fwd_indptr.nbytes + self._fwd_indices.nbytes + self._fwd_values.nbytes
+
+    def _slot_scratch(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """The documents a query touched, and its weights by term id, of one thread."""
+        if slot not in self._scratch:
+            self._scratch[slot] = (np.zeros(max(1, self.num_docs), np.int32), np.zeros(self.dim, np.int64))
+        return self._scratch[slot]
+
+    def _kernel(self, q_indptr, q_indices, q_values, first, step, acc_type, k, docs, scores, counts, postings) -> None:
+        touched, q_dense = self._slot_scratch(first)
+        n_cand = max(k, min(self.params.candidates(k), self.num_docs))
+        _search_budget_range(q_indptr, q_indices, q_values, first, step, self.term_ptr, self.post_docs,
+                             self.post_imps, self._order, self._fwd_indptr, self._fwd_indices, self._fwd_values,
+                             self.params.max_postings, n_cand, self._acc(acc_type, first), touched, q_dense, k,
+                             docs, scores, counts, postings)  # fmt: skip

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from lexret.backends.impact import ImpactParams
     from lexret.backends.lucene_two_phase import TwoPhaseParams
 
 
@@ -105,3 +106,30 @@ def two_phase_params(args: argparse.Namespace) -> tuple[TwoPhaseParams, bool]:
     }  # fmt: skip
     given = {name: v for name, v in flags.items() if v is not None}
     return TwoPhaseParams(**given), bool(given)
+
+
+def add_impact_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of impact-ordered search within a postings budget (``ImpactParams``)."""
+    from lexret.backends.impact import ImpactParams
+
+    d = ImpactParams()
+    g = p.add_argument_group("impact-ordered search (impact: approximate, a bound on postings read per query)")
+    g.add_argument(
+        "--impact-postings", type=int, default=None,
+        help=f"postings a query reads at most, those adding most to a score first (default {d.max_postings:,})",
+    )  # fmt: skip
+    g.add_argument(
+        "--impact-expansion", type=float, default=None,
+        help=f"k x this many documents with the best partial scores are scored exactly (default {d.expansion})",
+    )  # fmt: skip
+
+
+def impact_params(args: argparse.Namespace) -> tuple[ImpactParams, bool]:
+    """The ``ImpactParams`` the flags of :func:`add_impact_flags` give (checked) and whether any was set."""
+    from lexret.backends.impact import ImpactParams
+
+    given = {
+        name: v for name, v in (("max_postings", args.impact_postings), ("expansion", args.impact_expansion))
+        if v is not None
+    }  # fmt: skip
+    return ImpactParams(**given), bool(given)

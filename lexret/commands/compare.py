@@ -7,6 +7,7 @@ import logging
 
 from lexret.commands._common import (
     add_heap_flag,
+    add_impact_flags,
     add_on_error_flag,
     add_ray_flag,
     add_ray_workers_flags,
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Lucene document order: none (corpus order, default) or bp (recursive graph bisection)",
     )  # fmt: skip
     add_two_phase_flags(p)
+    add_impact_flags(p)
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)
     p.add_argument("--hnsw-ef-search", type=int, default=128)
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lexret.backends.dense import HnswParams
-    from lexret.commands._common import check_ray_args, two_phase_params
+    from lexret.commands._common import check_ray_args, impact_params, two_phase_params
     from lexret.compare import CompareConfig, format_records, run_compare
     from lexret.data import load_captions
     from lexret.encoders import DenseEncoder, SparseEncoder
@@ -109,12 +111,15 @@ def run(args: argparse.Namespace) -> int:
             "--prune-ratio, --expansion, --max-query-terms and --max-postings tune sparse-lucene-2phase, "
             "which --systems leaves out"
         )
+    impact, given = impact_params(args)
+    if given and "sparse-impact" not in systems:
+        raise LexretError("--impact-postings and --impact-expansion tune sparse-impact, which --systems leaves out")
     cfg = CompareConfig(
         sizes=_sizes(args.distractors), k=args.k, seed=args.seed, scale=args.scale,
         index_threads=args.index_threads, optimize=args.optimize, reorder=args.reorder,
         hnsw=HnswParams(args.hnsw_m, args.hnsw_ef_construction, args.hnsw_ef_search), two_phase=two_phase,
-        latency_queries=args.latency_queries, systems=systems, heap=args.heap, shards=args.shards, ray=args.ray,
-        workers=args.workers or 2, cpus_per_worker=args.cpus_per_worker or 1.0,
+        impact=impact, latency_queries=args.latency_queries, systems=systems, heap=args.heap, shards=args.shards,
+        ray=args.ray, workers=args.workers or 2, cpus_per_worker=args.cpus_per_worker or 1.0,
     )  # fmt: skip
     coll = load_captions(args.data, split=args.split, on_error=args.on_error)
     dcoll = load_captions(args.distractor_data, on_error=args.on_error) if args.distractor_data else None

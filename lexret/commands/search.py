@@ -8,15 +8,18 @@ import os
 
 from lexret.commands._common import (
     add_heap_flag,
+    add_impact_flags,
     add_on_error_flag,
     add_ray_flag,
     add_two_phase_flags,
     add_vocab_flag,
+    impact_params,
     two_phase_params,
 )
 from lexret.commands.milvus import add_milvus_flags
 
-BACKENDS = ("lucene", "lucene-2phase", "exact", "scipy", "seismic", "milvus")  # lexret.searcher.BACKENDS + milvus
+# lexret.searcher.BACKENDS + milvus
+BACKENDS = ("lucene", "lucene-2phase", "exact", "impact", "scipy", "seismic", "milvus")
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--backend", choices=BACKENDS, default="lucene",
         help="lucene; lucene-2phase (the heaviest query terms pick candidates in Lucene, the whole query rescores "
         "them from the stored vectors: approximate); exact (term-at-a-time over the stored vectors, numba: same "
-        "results as lucene, faster); scipy (brute force, the slow reference); seismic: approximate (an index "
-        "built with --engine seismic); milvus (a collection of `lexret milvus load`: --uri, --collection)",
+        "results as lucene, faster); impact (the stored vectors with impact-ordered posting lists: reads at most "
+        "--impact-postings postings per query, those adding most first, and rescores the best exactly: approximate, "
+        "work bounded whatever the collection's size); scipy (brute force, the slow reference); seismic: "
+        "approximate (an index built with --engine seismic); milvus (a collection of `lexret milvus load`: --uri, "
+        "--collection)",
     )  # fmt: skip
     add_seismic_search_flags(p)
     add_two_phase_flags(p)
+    add_impact_flags(p)
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="search threads (default: all cores; 2 gave 1.75x)"
     )
@@ -84,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise LexretError(
             "--prune-ratio, --expansion, --max-query-terms and --max-postings apply to --backend lucene-2phase only"
         )
+    impact, given = impact_params(args)
+    if given and args.backend != "impact":
+        raise LexretError("--impact-postings and --impact-expansion apply to --backend impact only")
     if args.backend == "milvus" and not (args.uri and args.collection) or args.backend != "milvus" and args.uri:
         raise LexretError("--uri and --collection go with --backend milvus, which needs both")
     if args.backend != "milvus" and not args.index:
@@ -107,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         options = {
             "seismic": SeismicSearchParams(query_cut=args.query_cut, heap_factor=args.heap_factor),
             "two_phase": two_phase,
+            "impact": impact,
         }
         searcher = open_searcher(
             args.index, vocab, expect=spec, backend=args.backend, heap=args.heap, ray=args.ray, **options
