@@ -144,6 +144,28 @@ def test_bench_exact_smoke(tmp_path, small_index, small_queries, vocab):
     assert len(json.loads(out.read_text())["rows"]) == 6
 
 
+def test_bench_impact_smoke(tmp_path, small_index, small_queries, vocab):
+    """tools/bench_impact.py: a budget that holds every list finds the exact top 10; a tiny one reads at most
+    its budget."""
+    from lexret.vectors import write_vectors
+
+    qids, queries = small_queries
+    qfile = tmp_path / "q.npz"
+    write_vectors(qfile, qids, queries, vocab)
+    out = tmp_path / "impact.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_impact.py"), "--index", str(small_index.path), "--queries",
+         str(qfile), "--num-queries", "20", "--budgets", "5,1000000000", "--expansions", "1,3", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "300 documents" in proc.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["engine"] for r in rows] == ["exact"] + ["impact"] * 4
+    assert all(r["overlap"] == 1.0 for r in rows if r.get("budget") == 1000000000)
+    assert all(0 < r["postings_per_query"] <= 5 for r in rows if r.get("budget") == 5)
+
+
 def test_bench_postings_budget_smoke(tmp_path, vocab):
     """tools/bench_postings_budget.py on a compare-style folder: a budget nothing exceeds is exact, a small
     one reads at most its budget (impact-ordered) and loses some of the exact top-10."""
