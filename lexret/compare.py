@@ -117,6 +117,14 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _digest(enc: Encoded) -> str:
+    """A fingerprint of the vectors (sparse and dense) of ``enc``."""
+    h = hashlib.sha256()
+    for a in (enc.sparse.indptr, enc.sparse.indices, enc.sparse.values, enc.dense):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
 def encode_images_cached(paths: Sequence[Path], ids: list[str], sparse_enc, dense_enc, cache: Path,
                          pool: RayEncoderPool | None = None) -> Encoded:  # fmt: skip
     """Encode images with both models (on ``pool``'s Ray actors when given: the same vectors, the same
@@ -197,7 +205,11 @@ class Corpus:
         self.cache = cache
         # synthetic items follow the real distractors when there are some, else the split's images
         self.source = real if real is not None and len(real.ids) >= 2 else split
-        self.source_key = _key(self.source.ids[:50], len(self.source.ids), asdict(cfg.mix), cfg.seed)
+        # keyed by the source vectors themselves, not only their ids: two models' encodings of the same
+        # images (a query map's transformed images against v7's) must not share synthetic chunks
+        self.source_key = _key(
+            self.source.ids[:50], len(self.source.ids), _digest(self.source), asdict(cfg.mix), cfg.seed
+        )
 
     def __len__(self) -> int:
         return len(self.split.ids) + self.n_real + self.n_synthetic

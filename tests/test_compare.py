@@ -24,6 +24,7 @@ from lexret.compare import (
 from lexret.measure import SYSTEMS, measure_in_subprocess
 from lexret.synthetic import zipf_batch
 from lexret.trec import read_run
+from lexret.types import SparseBatch
 
 
 def _encoded(n: int, prefix: str, seed: int, dim: int) -> Encoded:
@@ -57,6 +58,18 @@ def test_corpus_streams_split_then_real_then_synthetic(corpus_setup):
     again = [i for c in Corpus(split, real, 100, cfg, cache).chunks() for i in c.ids]
     assert again == ids
     assert any(p.name.startswith("synthetic-") for p in cache.iterdir())
+
+
+def test_synthetic_chunks_are_cached_per_source_vectors(corpus_setup):
+    """Two models' vectors of the same images (same ids) must not share cached synthetic chunks."""
+    split, real, cfg, cache, corpus = corpus_setup
+    r = real.sparse
+    scaled = Encoded(real.ids, SparseBatch(r.indptr, r.indices, r.values * 3.0, r.dim), real.dense)
+    other = Corpus(split, scaled, 100, cfg, cache)
+    assert other.source_key != corpus.source_key
+    first = next(c for c in other.chunks() if c.ids[0].startswith("synthetic-"))
+    mine = next(c for c in corpus.chunks() if c.ids[0].startswith("synthetic-"))
+    assert not np.allclose(first.sparse.values[:50], mine.sparse.values[:50])
 
 
 def test_build_and_measure_every_system(corpus_setup, tmp_path, vocab):
