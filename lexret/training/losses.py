@@ -92,6 +92,19 @@ def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Ten
     return (torch.logsumexp(logits, 1) - pos).mean()
 
 
+def presence_ce(weights: torch.Tensor, candidate: torch.Tensor, present: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Term presence: per row (an image), ``-log`` of the softmax mass (``weights / temperature`` over the
+    row's ``candidate`` terms) on the ``present`` ones (its captions' words), averaged over the rows that
+    have both a present and an absent candidate. Low when an image's heaviest terms are its captions'
+    words, high when absent terms outweigh them. All arguments ``(rows, terms)``; masks are bool."""
+    pos = candidate & present
+    rows = pos.any(1) & (candidate & ~present).any(1)
+    if not bool(rows.any()):
+        return weights.sum() * 0.0
+    logits = (weights[rows] / temperature).masked_fill(~candidate[rows], float("-inf"))
+    return multi_positive_ce(logits, pos[rows])
+
+
 def flops(v: torch.Tensor) -> torch.Tensor:
     """FLOPS regulariser ``sum_t (mean_i |v_it|)^2`` (Paria et al. 2020)."""
     return (v.abs().mean(0) ** 2).sum()
