@@ -20,11 +20,16 @@ def test_presence_ce_is_low_when_present_terms_are_heaviest():
     present = torch.tensor([[True, False, False, True]])  # term 3 is a caption word the image does not hold
     good = presence_ce(torch.tensor([[0.9, 0.1, 0.1, 0.0]]), held, present, 0.05)
     bad = presence_ce(torch.tensor([[0.1, 0.9, 0.1, 0.0]]), held, present, 0.05)
-    assert float(good) < 1e-3 and float(bad) > 10.0
-    # the held terms only: -log(e^{w0/T} / sum over held e^{w/T})
+    assert float(good) < 1e-3 and float(bad) > 10.0  # 0.8 / 0.05 = 16 nats behind
+    # the held terms only, each present one: -log(e^{w0/T} / sum over held e^{w/T})
     w = np.array([0.3, 0.2, 0.1])
     want = -np.log(np.exp(w[0] / 0.1) / np.exp(w / 0.1).sum())
     got = presence_ce(torch.tensor([[0.3, 0.2, 0.1, 5.0]]), held, present, 0.1)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    # two present terms: the mean of their -log softmax, so one heavy caption word does not satisfy it
+    two = torch.tensor([[True, True, False, False]])
+    got = presence_ce(torch.tensor([[0.3, 0.2, 0.1, 0.0]]), held, two, 0.1)
+    want = np.mean([-np.log(np.exp(w[k] / 0.1) / np.exp(w / 0.1).sum()) for k in (0, 1)])
     assert float(got) == pytest.approx(want, rel=1e-5)
 
 

@@ -93,16 +93,20 @@ def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Ten
 
 
 def presence_ce(weights: torch.Tensor, candidate: torch.Tensor, present: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Term presence: per row (an image), ``-log`` of the softmax mass (``weights / temperature`` over the
-    row's ``candidate`` terms) on the ``present`` ones (its captions' words), averaged over the rows that
-    have both a present and an absent candidate. Low when an image's heaviest terms are its captions'
-    words, high when absent terms outweigh them. All arguments ``(rows, terms)``; masks are bool."""
+    """Term presence, listwise: per row (an image), the mean over its ``present`` candidate terms (its
+    captions' words) of ``-log softmax(weights / temperature)`` over the row's ``candidate`` terms, averaged
+    over the rows that have both a present and an absent candidate. Every present term is pulled above
+    the absent ones, heaviest absent terms pushed down most (a softmax of the mass on any present term
+    instead lets one caption word take all the weight and lowered TP@10 in a test). All arguments
+    ``(rows, terms)``; masks are bool."""
     pos = candidate & present
     rows = pos.any(1) & (candidate & ~present).any(1)
     if not bool(rows.any()):
         return weights.sum() * 0.0
-    logits = (weights[rows] / temperature).masked_fill(~candidate[rows], float("-inf"))
-    return multi_positive_ce(logits, pos[rows])
+    pos, cand = pos[rows], candidate[rows]
+    logits = (weights[rows] / temperature).masked_fill(~cand, float("-inf"))
+    nll = torch.logsumexp(logits, 1, keepdim=True) - logits
+    return (nll.masked_fill(~pos, 0.0).sum(1) / pos.sum(1)).mean()
 
 
 def flops(v: torch.Tensor) -> torch.Tensor:
