@@ -3,12 +3,16 @@ sparse rows (the sweep tool's TP@10 column)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from test_query_map import mapped  # noqa: F401  (the tiny model and its map)
 
 from lexret.errors import LexretError
+from lexret.model.term_scales import TermScales
 from lexret.training.config import QueryMapConfig
 from lexret.training.evaluate import term_precision, term_precision_csr
 from lexret.training.losses import presence_ce
@@ -112,3 +116,21 @@ def test_presence_settings_are_checked(tmp_path):
         cfg = QueryMapConfig(data="captions.jsonl", image_terms=True, **bad)
         with pytest.raises(LexretError, match=match):
             train_query_map(cfg, tmp_path / "out")
+
+
+def test_train_queries_with_presence_writes_a_model(mapped, tmp_path):  # noqa: F811
+    """The CLI option reaches the config and the CPU path trains with it end to end."""
+    from lexret.cli import build_parser
+
+    root, base, _, _ = mapped
+    out = tmp_path / "qm-presence"
+    args = build_parser().parse_args([
+        "train-queries", "--data", str(root / "captions.jsonl"), "--out", str(out), "--documents", str(base),
+        "--cache-dir", str(root / "cache"), "--dev-items", "2", "--epochs", "2", "--image-terms",
+        "--w-presence", "3", "--presence-temperature", "0.1", "--threads", "1",
+    ])  # fmt: skip
+    assert args.func(args) == 0
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["training"]["w_presence"] == 3.0 and conf["training"]["presence_temperature"] == 0.1
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["presence"] > 0 and TermScales.load(out).terms.size > 0
