@@ -164,7 +164,8 @@ def one_run(job: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    grid = json.loads(Path(args.grid).read_text()) if Path(args.grid).is_file() else json.loads(args.grid)
+    text = args.grid if args.grid.lstrip().startswith("{") else Path(args.grid).read_text()  # JSON or a file
+    grid = json.loads(text)
     seeds = [int(s) for s in args.seeds.split(",")]
     folds = [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds)
     jobs = [
