@@ -60,7 +60,9 @@ def test_term_precision_csr_matches_the_dense_definition():
     content = rng.random(30) < 0.8
     order = [[int(t) for t in np.argsort(-W[i], kind="stable") if W[i, t] > 0] for i in range(20)]
     want = term_precision(order, [set(np.nonzero(P[i])[0].tolist()) for i in range(20)], content, k=5)
-    assert term_precision_csr(sp.csr_matrix(W), sp.csr_matrix(P.astype(np.float32)), content, k=5) == pytest.approx(want)
+    assert term_precision_csr(sp.csr_matrix(W), sp.csr_matrix(P.astype(np.float32)), content, k=5) == pytest.approx(
+        want
+    )
     assert term_precision_csr(sp.csr_matrix(W), sp.csr_matrix(W > 0), content) == 100.0  # every held term present
 
 

@@ -41,6 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("sweep_query_map")
 
+# figures averaged over folds and seeds per setting in the summary
+SUMMARY_KEYS = ("t2i_sum", "t2i_hard_sum", "i2t_sum", "postings_per_1m", "terms_per_image", "rare_expansions", "tp10",
+                "tp10_documents")  # fmt: skip
+
 
 def export(args: argparse.Namespace) -> None:
     from lexret.data import load_captions
@@ -190,8 +194,7 @@ def run(args: argparse.Namespace) -> None:
         rows = [r for r in results if r["name"] == name]
         summary[name] = {
             k: [round(float(np.mean([r[k] for r in rows])), 2), round(float(np.std([r[k] for r in rows])), 2)]
-            for k in ("t2i_sum", "t2i_hard_sum", "i2t_sum", "postings_per_1m", "terms_per_image", "rare_expansions",
-                      "tp10", "tp10_documents")
+            for k in SUMMARY_KEYS
         } | {"runs": len(rows)}
         print(name, json.dumps(summary[name]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,9 @@ def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Ten
     return (torch.logsumexp(logits, 1) - pos).mean()
 
 
-def presence_ce(weights: torch.Tensor, candidate: torch.Tensor, present: torch.Tensor, temperature: float) -> torch.Tensor:
+def presence_ce(
+    weights: torch.Tensor, candidate: torch.Tensor, present: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Term presence, listwise: per row (an image), the mean over its ``present`` candidate terms (its
     captions' words) of ``-log softmax(weights / temperature)`` over the row's ``candidate`` terms, averaged
     over the rows that have both a present and an absent candidate. Every present term is pulled above

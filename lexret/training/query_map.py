@@ -143,7 +143,9 @@ def presence(text_ids: np.ndarray, to_active: np.ndarray, n_terms: int) -> sp.cs
 def image_presence(X: sp.csr_matrix, owner: np.ndarray, n_images: int) -> sp.csr_matrix:
     """``(n_images, n_terms)`` 0/1: which terms occur among the wordpieces of each image's captions
     (``X`` from :func:`presence`, ``owner[c]`` the image of caption ``c``)."""
-    owns = sp.csr_matrix((np.ones(owner.size, np.float32), (owner, np.arange(owner.size))), shape=(n_images, owner.size))
+    owns = sp.csr_matrix(
+        (np.ones(owner.size, np.float32), (owner, np.arange(owner.size))), shape=(n_images, owner.size)
+    )
     m = (owns @ X.tocsr()).tocsr()
     m.data[:] = 1.0
     return m
