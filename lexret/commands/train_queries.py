@@ -68,6 +68,19 @@ def register(subparsers) -> None:
         help="with --image-terms: weight of the images' posting penalty (sum of df_t x weight)",
     )
     p.add_argument(
+        "--w-presence",
+        type=float,
+        default=d.w_presence,
+        help="with --image-terms: weight of the term-presence loss (an image's heaviest content terms should be "
+        "words of its own captions; raises term precision@10; 0: off)",
+    )
+    p.add_argument(
+        "--presence-temperature",
+        type=float,
+        default=d.presence_temperature,
+        help="softmax temperature of the term-presence loss over an image's terms (normalised weights)",
+    )
+    p.add_argument(
         "--df-cap",
         type=float,
         default=d.df_cap,
@@ -107,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         image_terms=args.image_terms,
         w_i2t=args.w_i2t,
         w_image_df=args.w_image_df,
+        w_presence=args.w_presence,
+        presence_temperature=args.presence_temperature,
         lr=args.lr,
         temperature=args.temperature,
         seed=args.seed,

@@ -245,6 +245,9 @@ class QueryMapConfig:
     w_i2t: float = 1.0  # with image_terms: weight of image->caption-document contrastive + distillation
     w_image_df: float = 0.0  # with image_terms: weight of sum_t df_t w_it over images (their postings)
     df_cap: float = 0.0  # > 0: images keep each term only in their top df_cap share (lexret.model.df_cap)
+    w_presence: float = 0.0  # with image_terms: weight of the term-presence loss (an image's heaviest content
+    # terms should be its captions' wordpieces; losses.presence_ce over the image's terms; 0: off)
+    presence_temperature: float = 0.05  # softmax temperature of that loss, in normalised-weight units
     seed: int = 0
     threads: int = 0  # torch threads (0: all cores)
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from lexret.errors import LexretError
 from lexret.training.config import QueryMapConfig
-from lexret.training.losses import df_l1, distill_rows, multi_positive_ce
+from lexret.training.losses import df_l1, distill_rows, multi_positive_ce, presence_ce
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +140,28 @@ def presence(text_ids: np.ndarray, to_active: np.ndarray, n_terms: int) -> sp.cs
     return m
 
 
+def image_presence(X: sp.csr_matrix, owner: np.ndarray, n_images: int) -> sp.csr_matrix:
+    """``(n_images, n_terms)`` 0/1: which terms occur among the wordpieces of each image's captions
+    (``X`` from :func:`presence`, ``owner[c]`` the image of caption ``c``)."""
+    owns = sp.csr_matrix(
+        (np.ones(owner.size, np.float32), (owner, np.arange(owner.size))), shape=(n_images, owner.size)
+    )
+    m = (owns @ X.tocsr()).tocsr()
+    m.data[:] = 1.0
+    return m
+
+
 class QueryMapTrainer:
     """Learns ``W`` from captions ``X`` (presence), their owners, the fixed image vectors ``D`` and the
-    teacher's caption vectors ``T``; images ``[0, n_train)`` train, ``[n_train, n_train + n_dev)`` are dev."""
+    teacher's caption vectors ``T``; images ``[0, n_train)`` train, ``[n_train, n_train + n_dev)`` are dev.
+    ``content`` (bool per column; None: every column) names the terms the presence loss ranks."""
 
     def __init__(self, cfg: QueryMapConfig, X: sp.csr_matrix, owner: np.ndarray, D: sp.csr_matrix, T: sp.csr_matrix,
-                 n_train: int) -> None:  # fmt: skip
+                 n_train: int, content: np.ndarray | None = None) -> None:  # fmt: skip
         self.cfg, self.X, self.owner, self.D, self.T = cfg, X.tocsr(), owner, D.tocsr(), T.tocsr()
         self.n_train = n_train
+        self.content = torch.ones(D.shape[1], dtype=torch.bool) if content is None else torch.from_numpy(content)
+        self.present = image_presence(self.X, owner, D.shape[0])  # each image's captions' wordpieces
         self.df = np.asarray((self.D[:n_train] > 0).mean(0)).ravel().astype(np.float32)
         self.idf = np.log((n_train + 1) / (self.df * n_train + 1)).astype(np.float32)
         n = D.shape[1]
@@ -195,6 +209,16 @@ class QueryMapTrainer:
             teach = raw @ docs.T / self.cfg.temperature
         return ce + distill_rows(logits, teach)
 
+    def _presence_loss(self, b: np.ndarray) -> torch.Tensor:
+        """:func:`lexret.training.losses.presence_ce` on the batch captions' images through the per-term
+        scales: their content terms, ranked by weight, should be their captions' wordpieces."""
+        imgs = np.unique(self.owner[b])
+        raw = torch.from_numpy(self.D[imgs].toarray())
+        held = raw > 0
+        img = F.relu(self.image_a * raw - self.image_b) * held
+        present = torch.from_numpy(self.present[imgs].toarray() > 0)
+        return presence_ce(img, held & self.content, present, self.cfg.presence_temperature)
+
     def term_scales(self, active: np.ndarray):
         """The learned image scales and offsets over vocabulary term ids (``active`` maps the columns), or
         None without ``image_terms``; terms left at scale 1 and offset 0 are not stored."""
@@ -232,7 +256,7 @@ class QueryMapTrainer:
         rng = np.random.default_rng(cfg.seed)
         t0 = time.time()
         for ep in range(cfg.epochs):
-            sums = {"contrastive": 0.0, "distill": 0.0, "df": 0.0, "image_df": 0.0, "i2t": 0.0}
+            sums = {"contrastive": 0.0, "distill": 0.0, "df": 0.0, "image_df": 0.0, "i2t": 0.0, "presence": 0.0}
             self._refresh_df()  # the images' document frequencies, re-estimated as their terms are pruned
             order = rng.permutation(caps)
             bar = tqdm(range(0, order.size, cfg.batch_size), desc=f"query map epoch {ep + 1}/{cfg.epochs}", unit="step")
@@ -255,8 +279,10 @@ class QueryMapTrainer:
                 if cfg.w_image_df and self.image_a is not None:
                     vals = docs.values()
                     parts["image_df"] = (vals * self.df_t[docs.indices()[1]]).sum() / self.n_train
+                if cfg.w_presence and self.image_a is not None:
+                    parts["presence"] = self._presence_loss(b)
                 weights = {"contrastive": cfg.w_contrastive, "distill": cfg.w_distill, "df": cfg.w_df,
-                           "image_df": cfg.w_image_df, "i2t": cfg.w_i2t}  # fmt: skip
+                           "image_df": cfg.w_image_df, "i2t": cfg.w_i2t, "presence": cfg.w_presence}  # fmt: skip
                 loss = sum(weights[k] * v for k, v in parts.items())
                 opt.zero_grad()
                 loss.backward()
@@ -317,8 +343,10 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError("epochs, top_k_text and per_row must be >= 1, batch_size >= 2 and dev_items >= 0")
     if not 0.0 <= cfg.df_floor < 1.0:
         raise LexretError(f"df_floor is a share of the images in [0, 1), not {cfg.df_floor}")
-    if min(cfg.w_i2t, cfg.w_image_df) < 0:
+    if min(cfg.w_i2t, cfg.w_image_df, cfg.w_presence) < 0:
         raise LexretError("the loss weights must be >= 0")
+    if cfg.presence_temperature <= 0:
+        raise LexretError(f"presence_temperature must be > 0, not {cfg.presence_temperature}")
     if not 0.0 <= cfg.df_cap <= 1.0:
         raise LexretError(f"df_cap is a share of the images in [0, 1] (0: no cap), not {cfg.df_cap}")
     if cfg.temperature <= 0 or cfg.lr <= 0 or min(cfg.w_contrastive, cfg.w_distill, cfg.w_df) < 0:
@@ -359,7 +387,10 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         if not dcfg.get("normalize", False):
             raise LexretError(f"{documents} does not normalise its vectors; a DF cap needs normalised weights")
         D, cap = capped_documents(D, n_train, cfg.df_cap, active)
-    trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train)
+    from lexret.text import is_content_term
+
+    content = np.array([is_content_term(vocab.tokens[t]) for t in active], dtype=bool)
+    trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train, content=content)
     trainer.fit()
     qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
     tags = (f"-dfcap{cfg.df_cap:g}" if cap else "") + ("-imageterms" if cfg.image_terms else "")
