@@ -44,6 +44,12 @@ def test_term_scales_round_trip_and_refusals(tmp_path):
         TermScales.load(tmp_path / "nothing")
 
 
+def test_digest_tells_transforms_apart():
+    a = TermScales(np.array([3, 7]), np.array([1.2, 0.5]), np.array([0.0, 0.1]))
+    b = TermScales(np.array([3, 7]), np.array([1.2, 0.5]), np.array([0.0, 0.2]))
+    assert a.digest() == TermScales(a.terms, a.scales, a.offsets).digest() != b.digest()
+
+
 def test_multi_positive_ce_counts_every_right_answer():
     logits = torch.tensor([[2.0, 2.0, 0.0], [0.0, 0.0, 5.0]])
     pos = torch.tensor([[True, True, False], [False, False, True]])
@@ -60,6 +66,7 @@ def test_a_map_with_image_terms_owns_its_images(mapped, tmp_path):  # noqa: F811
     out = tmp_path / "qm-terms"
     conf = train_query_map(qcfg, out)
     assert conf["query_map"]["image_terms"] is True and "-imageterms-" in conf["model_id"]
+    assert TermScales.load(out).digest() in conf["model_id"]  # the id names the transform of the images
     enc, ref = SparseEncoder.from_pretrained(out), SparseEncoder.from_pretrained(base)
     assert enc.index_model_id == enc.model_id != ref.model_id
     scales = TermScales.load(out)

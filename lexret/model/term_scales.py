@@ -35,6 +35,15 @@ class TermScales:
     scales: np.ndarray
     offsets: np.ndarray
 
+    def digest(self) -> str:
+        """A short fingerprint of the transform: models whose images differ get different ids."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.terms, self.scales, self.offsets):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:8]
+
     def __post_init__(self) -> None:
         self.terms = np.asarray(self.terms, dtype=np.int64)
         self.scales = np.asarray(self.scales, dtype=np.float32)

@@ -393,7 +393,10 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train, content=content)
     trainer.fit()
     qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
-    tags = (f"-dfcap{cfg.df_cap:g}" if cap else "") + ("-imageterms" if cfg.image_terms else "")
+    scales = trainer.term_scales(active)
+    # a model whose images are transformed owns its indexes: its default id names the transform, so
+    # two trainings with different image scales cannot search each other's indexes
+    tags = (f"-dfcap{cfg.df_cap:g}" if cap else "") + (f"-imageterms-{scales.digest()}" if scales is not None else "")
     model_id = cfg.model_id or f"{dcfg['model_id']}{tags}-querymap-v1"
     conf = {
         "kind": "sparse",
@@ -412,7 +415,6 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     }
     if cap is not None:
         conf["query_map"]["df_cap"] = cap.cap  # images are capped: indexes carry this model's id
-    scales = trainer.term_scales(active)
     if scales is not None:
         conf["query_map"]["image_terms"] = True  # images through learned per-term scales: likewise
     out.mkdir(parents=True, exist_ok=True)
