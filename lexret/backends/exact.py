@@ -86,6 +86,42 @@ def _sift_down(hs, hd, i, n):  # pragma: no cover - jitted
             return
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _heap_push(hs, hd, n, cap, s, d):  # pragma: no cover - jitted
+    """Offer hit ``(s, d)`` to a heap of at most ``cap`` hits (worst at the root); returns its new size."""
+    if n < cap:
+        i = n
+        hs[i] = s
+        hd[i] = d
+        n += 1
+        while i > 0:
+            parent = (i - 1) // 2
+            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
+                hs[i], hs[parent] = hs[parent], hs[i]
+                hd[i], hd[parent] = hd[parent], hd[i]
+                i = parent
+            else:
+                break
+    elif _worse(hs[0], hd[0], s, d):
+        hs[0] = s
+        hd[0] = d
+        _sift_down(hs, hd, 0, n)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _drain(hs, hd, n, out_scores, out_docs):  # pragma: no cover - jitted
+    """Empty a heap of ``n`` hits into the output row, best first (the worst is popped first, into the back)."""
+    m = n
+    while m > 0:
+        m -= 1
+        out_scores[m] = hs[0]
+        out_docs[m] = hd[0]
+        hs[0] = hs[m]
+        hd[0] = hd[m]
+        _sift_down(hs, hd, 0, m)
+
+
 @numba.njit(cache=True, nogil=True)
 def _search_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_docs, post_imps, acc, k,
                   out_docs, out_scores, out_counts, out_postings):  # fmt: skip  # pragma: no cover - jitted
@@ -117,39 +153,14 @@ def _search_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_doc
                 if top > floor:
                     for d in range(start, stop):
                         s = acc[d]
-                        if s <= 0:
-                            continue
-                        if n < k:  # documents come in ascending order: a new hit loses every tie
-                            i = n
-                            hs[i] = s
-                            hd[i] = d
-                            n += 1
-                            while i > 0:  # sift up
-                                parent = (i - 1) // 2
-                                if _worse(hs[i], hd[i], hs[parent], hd[parent]):
-                                    hs[i], hs[parent] = hs[parent], hs[i]
-                                    hd[i], hd[parent] = hd[parent], hd[i]
-                                    i = parent
-                                else:
-                                    break
+                        if s > floor:  # documents come in ascending order: a new hit loses every tie
+                            n = _heap_push(hs, hd, n, k, s, d)
                             if n == k:
                                 floor = hs[0]
-                        elif s > hs[0]:
-                            hs[0] = s
-                            hd[0] = d
-                            _sift_down(hs, hd, 0, n)
-                            floor = hs[0]
                 for d in range(start, stop):
                     acc[d] = 0
         out_counts[q] = n
-        m = n
-        while m > 0:  # pop the worst first: the output fills from the back
-            m -= 1
-            out_scores[q, m] = hs[0]
-            out_docs[q, m] = hd[0]
-            hs[0] = hs[m]
-            hd[0] = hd[m]
-            _sift_down(hs, hd, 0, m)
+        _drain(hs, hd, n, out_scores[q], out_docs[q])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -219,29 +230,6 @@ def _prefix_lengths(q_terms, q_weights, term_ptr, post_imps, budget, out_n):  # 
             out_n[i] = _heavy_count(post_imps, term_ptr[t], term_ptr[t + 1], least)
             total += out_n[i]
     return total
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _heap_push(hs, hd, n, cap, s, d):  # pragma: no cover - jitted
-    """Offer hit ``(s, d)`` to a heap of at most ``cap`` hits (worst at the root); returns its new size."""
-    if n < cap:
-        i = n
-        hs[i] = s
-        hd[i] = d
-        n += 1
-        while i > 0:
-            parent = (i - 1) // 2
-            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
-                hs[i], hs[parent] = hs[parent], hs[i]
-                hd[i], hd[parent] = hd[parent], hd[i]
-                i = parent
-            else:
-                break
-    elif _worse(hs[0], hd[0], s, d):
-        hs[0] = s
-        hd[0] = d
-        _sift_down(hs, hd, 0, n)
-    return n
 
 
 @numba.njit(cache=True, nogil=True)
@@ -361,14 +349,7 @@ def _search_budget_range(q_indptr, q_indices, q_values, first, step, term_ptr, p
         for i in range(terms.size):
             q_dense[terms[i]] = 0
         out_counts[q] = n
-        m = n
-        while m > 0:  # pop the worst first: the output fills from the back
-            m -= 1
-            out_scores[q, m] = hs[0]
-            out_docs[q, m] = hd[0]
-            hs[0] = hs[m]
-            hd[0] = hd[m]
-            _sift_down(hs, hd, 0, m)
+        _drain(hs, hd, n, out_scores[q], out_docs[q])
 
 
 # ----- backend ----------------------------------------------------------------------------------
