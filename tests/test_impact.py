@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lexret.backends.exact import ExactBackend, ImpactOrderedBackend, _prefix_lengths
+from lexret.backends.exact import ExactBackend, ImpactOrderedBackend, _thresholds
 from lexret.backends.impact import ImpactParams
 from lexret.backends.scipy_sparse import ScipySparseBackend
 from lexret.errors import LexretError
@@ -104,24 +104,31 @@ def _doc_order_overlap(docs: SparseBatch, queries: SparseBatch, qids, want, ids,
     return float(np.mean([len({d for d, _ in got[q]} & {d for d, _ in want[q]}) / 10 for q in qids]))
 
 
-def test_prefix_lengths_take_the_heaviest_contributions(vocab: Vocabulary) -> None:
-    """The postings read are those at or above the smallest threshold that fits the budget."""
+def test_thresholds_take_the_heaviest_contributions(vocab: Vocabulary) -> None:
+    """The postings read are those at or above the smallest threshold that fits the budget, counted over
+    every block piece of a list."""
     rng = np.random.default_rng(4)
-    lists = [np.sort(rng.integers(1, 50, n))[::-1] for n in (300, 120, 40, 0)]
-    term_ptr = np.concatenate([[0], np.cumsum([x.size for x in lists])]).astype(np.int64)
-    imps = np.concatenate(lists).astype(np.uint8)
+    sizes = ((200, 100), (70, 50), (40, 0), (0, 0))  # two block pieces per term
+    pieces = [[np.sort(rng.integers(1, 50, n))[::-1] for n in two] for two in sizes]
+    flat = [x for term in pieces for x in term]
+    starts = np.concatenate([[0], np.cumsum([x.size for x in flat])]).astype(np.int64)
+    seg = np.array([[starts[2 * t], starts[2 * t + 1], starts[2 * t + 2]] for t in range(4)], dtype=np.int64)
+    imps = np.concatenate(flat).astype(np.uint8)
+    term_max = np.array([max((x.max() for x in term if x.size), default=0) for term in pieces], dtype=np.int64)
     terms = np.arange(4, dtype=np.int32)
     weights = np.array([3, 7, 20, 5], dtype=np.int64)
+    lists = [np.concatenate(term) for term in pieces]
     contrib = np.concatenate([w * x for w, x in zip(weights, lists)])
     for budget in (1, 17, 100, 250, 459, 460, 10_000):
-        out = np.zeros(4, dtype=np.int64)
-        total = _prefix_lengths(terms, weights, term_ptr, imps, budget, out)
-        assert total == out.sum() <= budget
-        taus = [t for t in range(1, contrib.max() + 2) if (contrib >= t).sum() <= budget]
-        tau = min(taus)
-        assert list(out) == [int((w * x >= tau).sum()) for w, x in zip(weights, lists)]
-    zero = np.zeros(4, dtype=np.int64)
-    assert _prefix_lengths(terms, np.array([0, 7, 0, 5]), term_ptr, imps, 50, zero) <= 50 and zero[0] == zero[2] == 0
+        least = np.zeros(4, dtype=np.int64)
+        total = _thresholds(terms, weights, seg, term_max, imps, budget, least)
+        tau = min(t for t in range(1, contrib.max() + 2) if (contrib >= t).sum() <= budget)
+        counts = [int((x >= m).sum()) for x, m in zip(lists, least)]
+        assert counts == [int((w * x >= tau).sum()) for w, x in zip(weights, lists)]
+        assert total == sum(counts) <= budget
+    least = np.zeros(4, dtype=np.int64)
+    assert _thresholds(terms, np.array([0, 7, 0, 5]), seg, term_max, imps, 50, least) <= 50
+    assert (imps[:300] >= least[0]).sum() == 0 and least[2] > 255  # a term of weight 0 is not read
 
 
 def test_params_refuse_bad_values() -> None:

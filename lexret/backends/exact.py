@@ -38,8 +38,8 @@ INT32_MAX = np.iinfo(np.int32).max
 # The top-k pass reads the accumulator in blocks: a block whose largest score cannot enter the heap
 # is only zeroed (12% less CPU per query than testing every document, at 1M documents).
 SCAN_BLOCK = 64
-# The impact engine adds a query's postings block by block of 2**ACC_BLOCK_BITS documents: 128k
-# documents, a 512 KB (int32) slice of the accumulator, well inside one core's L2 cache.
+# The impact engine holds each posting list in pieces of 2**ACC_BLOCK_BITS documents (128k: a 512 KB
+# int32 slice of the accumulator, well inside one core's L2 cache) and adds a query's postings block by block.
 ACC_BLOCK_BITS = 17
 # The impact engine gathers candidates in a buffer of this many times their number, pruned when full
 # (2 measured faster than 8 at 1M items).
@@ -164,17 +164,28 @@ def _search_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_doc
 
 
 @numba.njit(cache=True, nogil=True)
-def _order_by_impact(term_ptr, post_docs, post_imps):  # pragma: no cover - jitted
-    """Sort every posting list by impact, heaviest first, in place; a stable sort keeps equal impacts in
-    document order."""
+def _segment_by_block(term_ptr, post_docs, post_imps, seg):  # pragma: no cover - jitted
+    """Split every posting list (in document order) into its pieces of one block of
+    ``2**ACC_BLOCK_BITS`` documents each and sort each piece by impact, heaviest first (stable: equal
+    impacts stay in document order). ``seg[t, b]`` is where term ``t``'s piece of block ``b`` starts,
+    ``seg[t, -1]`` where its list ends."""
+    n_blocks = seg.shape[1] - 1
     for t in range(term_ptr.size - 1):
-        a = term_ptr[t]
-        b = term_ptr[t + 1]
-        if b - a < 2:
-            continue
-        perm = np.argsort(-post_imps[a:b].astype(np.int64), kind="mergesort")
-        post_docs[a:b] = post_docs[a:b][perm]
-        post_imps[a:b] = post_imps[a:b][perm]
+        p = term_ptr[t]
+        e = term_ptr[t + 1]
+        for b in range(n_blocks):
+            seg[t, b] = p
+            stop = (b + 1) << ACC_BLOCK_BITS
+            while p < e and post_docs[p] < stop:
+                p += 1
+        seg[t, n_blocks] = e
+        for b in range(n_blocks):
+            lo = seg[t, b]
+            hi = seg[t, b + 1]
+            if hi - lo > 1:
+                perm = np.argsort(-post_imps[lo:hi].astype(np.int64), kind="mergesort")
+                post_docs[lo:hi] = post_docs[lo:hi][perm]
+                post_imps[lo:hi] = post_imps[lo:hi][perm]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -192,20 +203,28 @@ def _heavy_count(post_imps, a, b, least):  # pragma: no cover - jitted
 
 
 @numba.njit(cache=True, nogil=True)
-def _prefix_lengths(q_terms, q_weights, term_ptr, post_imps, budget, out_n):  # pragma: no cover - jitted
-    """How much of each query term's impact-ordered list to read: every posting whose contribution
-    (weight x impact) is at least the smallest threshold that keeps the total within ``budget``
-    (the whole lists when they fit). Fills ``out_n``, returns the postings to read."""
+def _count_at_least(seg, t, post_imps, least):  # pragma: no cover - jitted
+    """Postings of term ``t`` (over all its block pieces) whose impact is at least ``least``."""
+    n = 0
+    for b in range(seg.shape[1] - 1):
+        n += _heavy_count(post_imps, seg[t, b], seg[t, b + 1], least)
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _thresholds(q_terms, q_weights, seg, term_max, post_imps, budget, out_least):  # pragma: no cover - jitted
+    """The least impact read of each query term (``out_least``): every posting whose contribution
+    (weight x impact) is at least the smallest threshold that keeps the total within ``budget`` (all
+    postings when they fit; none of a term of weight 0). Returns the postings to read."""
+    none = np.iinfo(np.int64).max
     total = 0
     top = 0
     for i in range(q_terms.size):
         t = q_terms[i]
-        a = term_ptr[t]
-        b = term_ptr[t + 1]
-        out_n[i] = b - a if q_weights[i] > 0 else 0  # a term of weight 0 adds nothing: not read
-        total += out_n[i]
-        if out_n[i] > 0 and q_weights[i] * post_imps[a] > top:
-            top = q_weights[i] * post_imps[a]
+        out_least[i] = 1 if q_weights[i] > 0 else none
+        if q_weights[i] > 0:
+            total += seg[t, -1] - seg[t, 0]
+            top = max(top, q_weights[i] * term_max[t])
     if total <= budget:
         return total
     lo = 1  # the answer lies in [lo, hi]: at hi = top + 1 no posting qualifies
@@ -215,9 +234,7 @@ def _prefix_lengths(q_terms, q_weights, term_ptr, post_imps, budget, out_n):  # 
         count = 0
         for i in range(q_terms.size):
             if q_weights[i] > 0:
-                t = q_terms[i]
-                least = (tau + q_weights[i] - 1) // q_weights[i]
-                count += _heavy_count(post_imps, term_ptr[t], term_ptr[t + 1], least)
+                count += _count_at_least(seg, q_terms[i], post_imps, (tau + q_weights[i] - 1) // q_weights[i])
         if count <= budget:
             hi = tau
         else:
@@ -225,10 +242,8 @@ def _prefix_lengths(q_terms, q_weights, term_ptr, post_imps, budget, out_n):  # 
     total = 0
     for i in range(q_terms.size):
         if q_weights[i] > 0:
-            t = q_terms[i]
-            least = (lo + q_weights[i] - 1) // q_weights[i]
-            out_n[i] = _heavy_count(post_imps, term_ptr[t], term_ptr[t + 1], least)
-            total += out_n[i]
+            out_least[i] = (lo + q_weights[i] - 1) // q_weights[i]
+            total += _count_at_least(seg, q_terms[i], post_imps, out_least[i])
     return total
 
 
@@ -251,20 +266,15 @@ def _prune_candidates(cs, cd, n, keep):  # pragma: no cover - jitted
 
 
 @numba.njit(cache=True, nogil=True)
-def _search_budget_range(q_indptr, q_indices, q_values, first, step, term_ptr, post_docs, post_imps, doc_rows,
-                         fwd_indptr, fwd_indices, fwd_values, budget, n_cand, acc, buf_docs, buf_vals, q_dense, k,
+def _search_budget_range(q_indptr, q_indices, q_values, first, step, seg, term_max, post_docs, post_imps, doc_rows,
+                         fwd_indptr, fwd_indices, fwd_values, budget, n_cand, acc, q_dense, k,
                          out_docs, out_scores, out_counts, out_postings):  # fmt: skip  # pragma: no cover - jitted
-    """Queries ``first, first + step, ...`` over impact-ordered lists: read the heaviest postings within
-    ``budget``, keep the ``n_cand`` best documents by that partial score, score those exactly from the
-    forward index (document number ``d`` is row ``doc_rows[d]``) and keep the top ``k``.
-
-    The postings read are first grouped by block of ``2**ACC_BLOCK_BITS`` document numbers (a counting
-    sort into ``buf_docs`` / ``buf_vals``), then added block by block, so that the accumulator's
-    writes stay within a cache-sized slice instead of jumping across all of it. Leaves ``acc`` and
-    ``q_dense`` zeroed."""
-    n_blocks = ((acc.size - 1) >> ACC_BLOCK_BITS) + 1
-    block_ptr = np.zeros(n_blocks + 1, dtype=np.int64)
-    fill = np.zeros(n_blocks, dtype=np.int64)
+    """Queries ``first, first + step, ...`` over posting lists cut into blocks of ``2**ACC_BLOCK_BITS``
+    documents, each piece heaviest first: read the heaviest postings within ``budget``, block by block
+    (the accumulator's writes stay within a cache-sized slice), keep the ``n_cand`` best documents by
+    that partial score, score those exactly from the forward index (document number ``d`` is row
+    ``doc_rows[d]``) and keep the top ``k``. Leaves ``acc`` and ``q_dense`` zeroed."""
+    n_blocks = seg.shape[1] - 1
     cs = np.empty(CANDIDATE_ROOM * n_cand, dtype=np.int64)  # pruned to the n_cand best when full
     cd = np.empty(CANDIDATE_ROOM * n_cand, dtype=np.int32)
     hs = np.empty(k, dtype=np.int64)
@@ -274,46 +284,36 @@ def _search_budget_range(q_indptr, q_indices, q_values, first, step, term_ptr, p
         qb = q_indptr[q + 1]
         terms = q_indices[qa:qb]
         weights = q_values[qa:qb]
+        least = np.empty(qb - qa, dtype=np.int64)
         lengths = np.empty(qb - qa, dtype=np.int64)
-        out_postings[q] = _prefix_lengths(terms, weights, term_ptr, post_imps, budget, lengths)
-        block_ptr[:] = 0
-        for i in range(terms.size):
-            a = term_ptr[terms[i]]
-            for j in range(a, a + lengths[i]):
-                block_ptr[(post_docs[j] >> ACC_BLOCK_BITS) + 1] += 1
-        for b in range(n_blocks):
-            block_ptr[b + 1] += block_ptr[b]
-            fill[b] = block_ptr[b]
-        for i in range(terms.size):
-            w = weights[i]
-            a = term_ptr[terms[i]]
-            for j in range(a, a + lengths[i]):
-                d = post_docs[j]
-                b = d >> ACC_BLOCK_BITS
-                pos = fill[b]
-                buf_docs[pos] = d
-                buf_vals[pos] = w * post_imps[j]
-                fill[b] = pos + 1
+        out_postings[q] = _thresholds(terms, weights, seg, term_max, post_imps, budget, least)
         nc = 0
         floor = 1  # a document joins the candidates at this partial score or above (raised as they fill)
         for b in range(n_blocks):
-            pa = block_ptr[b]
-            pb = block_ptr[b + 1]
-            for p in range(pa, pb):
-                acc[buf_docs[p]] += buf_vals[p]
+            in_block = 0
+            for i in range(terms.size):
+                w = weights[i]
+                a = seg[terms[i], b]
+                n = _heavy_count(post_imps, a, seg[terms[i], b + 1], least[i])
+                lengths[i] = n
+                in_block += n
+                for j in range(a, a + n):
+                    acc[post_docs[j]] += w * post_imps[j]
+            if in_block == 0:
+                continue
             lo = b << ACC_BLOCK_BITS
             hi = min(lo + (1 << ACC_BLOCK_BITS), acc.size)
-            if SCAN_BLOCK * (pb - pa) >= hi - lo:  # dense block: scan the slice, skipping groups below the floor
+            if SCAN_BLOCK * in_block >= hi - lo:  # dense block: scan the slice, skipping groups below the floor
                 for start in range(lo, hi, SCAN_BLOCK):
                     stop = min(start + SCAN_BLOCK, hi)
                     top = acc[start]
                     for d in range(start + 1, stop):
                         if acc[d] > top:
                             top = acc[d]
-                    if top > 0 and top >= floor:
+                    if top >= floor:
                         for d in range(start, stop):
                             s = acc[d]
-                            if s > 0 and s >= floor:
+                            if s >= floor:
                                 cs[nc] = s
                                 cd[nc] = d
                                 nc += 1
@@ -322,18 +322,20 @@ def _search_budget_range(q_indptr, q_indices, q_values, first, step, term_ptr, p
                     for d in range(start, stop):
                         acc[d] = 0
             else:  # sparse block: visit the documents read
-                for p in range(pa, pb):
-                    d = buf_docs[p]
-                    s = acc[d]
-                    if s == 0:  # already offered (a document appears once per term it was read in)
-                        continue
-                    acc[d] = 0
-                    if s >= floor:
-                        cs[nc] = s
-                        cd[nc] = d
-                        nc += 1
-                        if nc == cs.size:
-                            nc, floor = _prune_candidates(cs, cd, nc, n_cand)
+                for i in range(terms.size):
+                    a = seg[terms[i], b]
+                    for j in range(a, a + lengths[i]):
+                        d = post_docs[j]
+                        s = acc[d]
+                        if s == 0:  # already offered (a document appears once per term it was read in)
+                            continue
+                        acc[d] = 0
+                        if s >= floor:
+                            cs[nc] = s
+                            cd[nc] = d
+                            nc += 1
+                            if nc == cs.size:
+                                nc, floor = _prune_candidates(cs, cd, nc, n_cand)
         if nc > n_cand:
             nc, floor = _prune_candidates(cs, cd, nc, n_cand)
         for i in range(terms.size):
@@ -515,7 +517,8 @@ class ImpactOrderedBackend(ExactBackend):
     """Approximate search that reads at most a budget of postings per query
     (:mod:`lexret.backends.impact`: what it does and its parameters).
 
-    The posting lists are held heaviest impact first; a query reads, across its terms, the postings
+    Every posting list is cut into pieces of one block of ``2**ACC_BLOCK_BITS`` documents, each piece
+    heaviest impact first; a query reads, across its terms, the postings
     that add most to a score (weight x impact at least a threshold chosen per query so that at most
     ``params.max_postings`` are read), keeps the ``ceil(k x params.expansion)`` documents with the
     highest partial scores and ranks them by their exact scores from the document vectors. With a
@@ -529,30 +532,30 @@ class ImpactOrderedBackend(ExactBackend):
         super().__init__(docids, docs, threads=threads)
 
     def _prepare(self, docs: SparseBatch) -> None:
-        _order_by_impact(self.term_ptr, self.post_docs, self.post_imps)
+        n_blocks = ((self.num_docs - 1) >> ACC_BLOCK_BITS) + 1 if self.num_docs else 0
+        self._seg = np.zeros((docs.dim, n_blocks + 1), dtype=np.int64)
+        _segment_by_block(self.term_ptr, self.post_docs, self.post_imps, self._seg)
         # the forward index of the exact second phase: document number d is row self._order[d]
         self._fwd_indptr = np.ascontiguousarray(docs.indptr, dtype=np.int64)
         self._fwd_indices = np.ascontiguousarray(docs.indices, dtype=np.uint16 if docs.dim <= 1 << 16 else np.int32)
         self._fwd_values = np.ascontiguousarray(docs.values, dtype=self.post_imps.dtype)
-        self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._scratch: dict[int, np.ndarray] = {}
 
     @property
     def nbytes(self) -> int:
         """Memory held by the posting arrays and the forward index."""
-        return super().nbytes + self._fwd_indptr.nbytes + self._fwd_indices.nbytes + self._fwd_values.nbytes
+        fwd = self._fwd_indptr.nbytes + self._fwd_indices.nbytes + self._fwd_values.nbytes
+        return super().nbytes + self._seg.nbytes + fwd
 
-    def _slot_scratch(self, slot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One thread's buffers: the postings a query reads (documents, contributions), grouped by block,
-        and the query's weights by term id. A query reads at most the budget, and at most every posting."""
-        room = max(1, min(self.params.max_postings, self.post_docs.size))
-        if slot not in self._scratch or self._scratch[slot][0].size < room:
-            self._scratch[slot] = (np.empty(room, np.int32), np.empty(room, np.int64), np.zeros(self.dim, np.int64))
+    def _q_dense(self, slot: int) -> np.ndarray:
+        """One thread's query weights by term id (zero between queries)."""
+        if slot not in self._scratch:
+            self._scratch[slot] = np.zeros(self.dim, np.int64)
         return self._scratch[slot]
 
     def _kernel(self, q_indptr, q_indices, q_values, first, step, acc_type, k, docs, scores, counts, postings) -> None:
-        buf_docs, buf_vals, q_dense = self._slot_scratch(first)
         n_cand = max(k, min(self.params.candidates(k), self.num_docs))
-        _search_budget_range(q_indptr, q_indices, q_values, first, step, self.term_ptr, self.post_docs,
+        _search_budget_range(q_indptr, q_indices, q_values, first, step, self._seg, self._term_max, self.post_docs,
                              self.post_imps, self._order, self._fwd_indptr, self._fwd_indices, self._fwd_values,
-                             self.params.max_postings, n_cand, self._acc(acc_type, first), buf_docs, buf_vals,
-                             q_dense, k, docs, scores, counts, postings)  # fmt: skip
+                             self.params.max_postings, n_cand, self._acc(acc_type, first), self._q_dense(first), k,
+                             docs, scores, counts, postings)  # fmt: skip

@@ -2,13 +2,15 @@
 
 The engine (:class:`lexret.backends.exact.ImpactOrderedBackend`, compiled with numba beside the exact
 engine) loads the quantized document vectors stored with an index (``docvectors.npz``) and holds
-every term's posting list sorted by impact, heaviest first. For one query it
+every term's posting list in pieces of one block of 128k documents each (a slice of the accumulator
+that fits a core's L2 cache), each piece sorted by impact, heaviest first. For one query it
 
 1. picks a threshold on a posting's contribution (query weight x impact), the smallest that leaves
    at most ``max_postings`` postings above it across the query's terms (a binary search over
-   per-list binary searches: microseconds), and adds those postings into an accumulator
-   (score-at-a-time, as in JASS's anytime ranking, with the budget as the stopping rule);
-2. keeps the ``ceil(k x expansion)`` documents with the highest partial scores;
+   per-piece binary searches: microseconds);
+2. block by block, adds the head of each term's piece, every posting at or above the threshold,
+   into the accumulator (score-at-a-time, as in JASS's anytime ranking, with the budget as the
+   stopping rule), and keeps the ``ceil(k x expansion)`` documents with the highest partial scores;
 3. scores those exactly from the document vectors (a forward index) and returns the top ``k``, ties
    by docid like Lucene and the exact engine.
 
