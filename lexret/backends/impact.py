@@ -39,7 +39,7 @@ class ImpactParams:
     # postings read per query, at most (issue 17's bound at 1M images: a fifth of v7's 2.7M)
     max_postings: int = 540_000
     # documents scored exactly: ceil(k x expansion) best by partial score (at 1M items and k=10, 20 / 50 /
-    # 100 found 86 / 92 / 95% of the exact top 10 within 540,000 postings: docs/compare.md)
+    # 100 found 83 / 91 / 94% of the exact top 10 within 540,000 postings, at 2.1 / 2.5 / 3.0 ms: docs/compare.md)
     expansion: float = 50.0
 
     def __post_init__(self) -> None:
