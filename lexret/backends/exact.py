@@ -12,6 +12,11 @@ then document number ascending"; scores are exact integer dot products (int32 ac
 the query's largest possible score fits, int64 otherwise). Only documents sharing a term with the
 query (score > 0) are returned.
 
+:class:`ImpactOrderedBackend`, the approximate engine of :mod:`lexret.backends.impact`, shares the
+posting arrays, the document numbering and the heap: it cuts each list into block pieces held
+heaviest first, reads at most a budget of postings per query and rescores its best candidates
+exactly with the same tie order.
+
 Batches of queries are split across threads, each with its own accumulator; the kernels release
 the GIL, so a plain thread pool runs them in parallel. Kernels are cached on disk
 (``cache=True``) and compiled, or loaded from the cache, when a backend is created, so no query
