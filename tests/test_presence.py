@@ -118,6 +118,8 @@ def test_presence_settings_are_checked(tmp_path):
         cfg = QueryMapConfig(data="captions.jsonl", image_terms=True, **bad)
         with pytest.raises(LexretError, match=match):
             train_query_map(cfg, tmp_path / "out")
+    with pytest.raises(LexretError, match="add --image-terms"):  # it would have nothing to train
+        train_query_map(QueryMapConfig(data="captions.jsonl", w_presence=1.0), tmp_path / "out")
 
 
 def test_train_queries_with_presence_writes_a_model(mapped, tmp_path):  # noqa: F811

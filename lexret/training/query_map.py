@@ -347,6 +347,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError("the loss weights must be >= 0")
     if cfg.presence_temperature <= 0:
         raise LexretError(f"presence_temperature must be > 0, not {cfg.presence_temperature}")
+    if cfg.w_presence and not cfg.image_terms:
+        raise LexretError("the term-presence loss trains the image-term scales: add --image-terms to --w-presence")
     if not 0.0 <= cfg.df_cap <= 1.0:
         raise LexretError(f"df_cap is a share of the images in [0, 1] (0: no cap), not {cfg.df_cap}")
     if cfg.temperature <= 0 or cfg.lr <= 0 or min(cfg.w_contrastive, cfg.w_distill, cfg.w_df) < 0:
