@@ -36,18 +36,6 @@ def _timed(engine, qids: list[str], q, k: int) -> tuple[dict, np.ndarray, np.nda
     return run, cpu, wall
 
 
-def overlap(run: dict, exact: dict, k: int) -> float:
-    """Mean share of the exact top ``k`` found, counting any hit that scores at least the exact k-th score."""
-    shares = []
-    for qid, want in exact.items():
-        if not want:
-            continue
-        floor = want[min(k, len(want)) - 1][1]
-        got = {d for d, s in run.get(qid, [])[:k] if s >= floor}
-        shares.append(len(got) / min(k, len(want)))
-    return float(np.mean(shares)) if shares else 1.0
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", required=True, help="index folder with docvectors.npz (built by `lexret index`)")
@@ -59,19 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the figures here too")
     args = p.parse_args(argv)
 
-    from lexret.backends.exact import ExactBackend, ImpactOrderedBackend
     from lexret.backends.impact import ImpactParams
+    from lexret.metrics import overlap_at_k
     from lexret.searcher import Searcher
     from lexret.vectors import read_vectors
     from lexret.vocab import load_vocabulary
 
     vocab = load_vocabulary(None)
     qs = read_vectors(args.queries, vocab)
-    searcher = Searcher(args.index, vocab, backend="scipy")  # opens the folder without building an engine
-    ids, docs = searcher.load_docvectors("impact")
+    searcher = Searcher(args.index, vocab, backend="exact")
     q = searcher.prepare(qs.batch).slice(0, args.num_queries)
     qids = qs.ids[: len(q)]
-    exact = ExactBackend(ids, docs)
+    exact = searcher._exact
     exact.search(qids[:50], q.slice(0, 50), args.k)  # warm-up
     want, cpu, wall = _timed(exact, qids, q, args.k)
     rows = [{"engine": "exact", "postings_per_query": exact.last_stats.postings_per_query,
@@ -79,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
              "cpu_ms_mean": 1e3 * float(cpu.mean())}]  # fmt: skip
     exact.search(qids, q, args.k)
     rows[0]["postings_per_query"] = exact.last_stats.postings_per_query
-    exact.close()
+    searcher.close()
     budgets, expansions = _ints(args.budgets), [float(x) for x in args.expansions.split(",")]
-    impact = ImpactOrderedBackend(ids, docs, ImpactParams(max_postings=max(budgets), expansion=max(expansions)))
-    print(f"{len(ids):,} documents; {len(q)} queries, {q.terms_per_row().mean():.1f} terms each, k={args.k}")
+    params = ImpactParams(max_postings=max(budgets), expansion=max(expansions))
+    impact_searcher = Searcher(args.index, vocab, backend="impact", impact=params)
+    impact = impact_searcher._exact
+    print(f"{impact.num_docs:,} documents; {len(q)} queries, {q.terms_per_row().mean():.1f} terms each, k={args.k}")
     for budget in budgets:
         for expansion in expansions:
             impact.params = ImpactParams(max_postings=budget, expansion=expansion)
@@ -91,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             impact.search(qids, q, args.k)
             rows.append({
                 "engine": "impact", "budget": budget, "expansion": expansion,
-                "postings_per_query": impact.last_stats.postings_per_query, "overlap": overlap(run, want, args.k),
+                "postings_per_query": impact.last_stats.postings_per_query, "overlap": overlap_at_k(run, want, args.k),
                 "cpu_ms_p50": 1e3 * float(np.median(cpu)), "wall_ms_p50": 1e3 * float(np.median(wall)),
                 "cpu_ms_mean": 1e3 * float(cpu.mean()),
             })  # fmt: skip
-    impact.close()
+    impact_searcher.close()
     base = rows[0]["cpu_ms_mean"]
     print(f"{'engine':<8} {'budget':>9} {'x':>5} {'postings/q':>11} {'overlap@k':>9} {'cpu ms p50':>10} "
           f"{'wall ms p50':>11} {'cpu vs exact':>12}")  # fmt: skip
