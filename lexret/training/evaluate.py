@@ -62,21 +62,16 @@ def term_precision(
 def term_precision_csr(images, present, content: np.ndarray, k: int = 10) -> float:
     """:func:`term_precision` on sparse rows: ``images`` (scipy CSR, image x term weights), ``present``
     (image x term, nonzero where the term is a wordpiece of one of the image's captions) and ``content``
-    (bool per term column). An image's top-``k`` content terms by weight (ties: column order)."""
+    (bool per term column). An image's terms are ranked by weight (ties: column order)."""
     images, present = images.tocsr(), present.tocsr()
-    precs = []
+    ranked, caps = [], []
     for i in range(images.shape[0]):
         s, e = images.indptr[i], images.indptr[i + 1]
         idx, val = images.indices[s:e], images.data[s:e]
-        keep = content[idx] & (val > 0)
-        idx, val = idx[keep], val[keep]
-        top = idx[np.argsort(-val, kind="stable")[:k]]
-        if not top.size:
-            precs.append(0.0)
-            continue
-        caps = present.indices[present.indptr[i] : present.indptr[i + 1]]
-        precs.append(100.0 * float(np.isin(top, caps).mean()))
-    return float(np.mean(precs)) if precs else 0.0
+        idx, val = idx[val > 0], val[val > 0]
+        ranked.append(idx[np.argsort(-val, kind="stable")].tolist())
+        caps.append(set(present.indices[present.indptr[i] : present.indptr[i + 1]].tolist()))
+    return term_precision(ranked, caps, content, k)
 
 
 def top_terms(vecs: np.ndarray, k: int) -> list[list[int]]:
