@@ -30,12 +30,16 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
 from lexret.lucene_ids import string_ranks
 from lexret.types import SparseBatch
+
+if TYPE_CHECKING:
+    from lexret.backends.impact import ImpactParams
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +534,9 @@ class ImpactOrderedBackend(ExactBackend):
     budget that holds all of a query's postings the result equals :class:`ExactBackend`'s.
     """
 
-    def __init__(self, docids: Sequence[str], docs: SparseBatch, params=None, *, threads: int = 1) -> None:
+    def __init__(
+        self, docids: Sequence[str], docs: SparseBatch, params: ImpactParams | None = None, *, threads: int = 1
+    ) -> None:
         from lexret.backends.impact import ImpactParams
 
         self.params = params or ImpactParams()
