@@ -193,6 +193,40 @@ def test_cross_validation_holds_out_a_fold_of_training_images(inference_free_run
         TrainConfig.from_dict({**base, "cv_folds": 2, "cv_fold": 2})
 
 
+def test_cv_split_tool_names_the_images_a_fold_holds_out(inference_free_run, tmp_path):
+    """tools/cv_split.py writes fold F as the images `lexret train --cv-fold F` holds out."""
+    import importlib.util
+
+    from lexret.data import load_captions
+
+    out, _ = inference_free_run
+    data = out.parent / "captions.jsonl"
+    spec = importlib.util.spec_from_file_location("cv_split", Path(__file__).resolve().parent.parent / "tools" / "cv_split.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--data", str(data), "--folds", "2", "--out", str(tmp_path / "folds.jsonl")]) == 0
+    train = load_captions(str(data), split="train").items
+    fold1 = load_captions(str(tmp_path / "folds.jsonl"), split="fold1").items
+    assert [it.image.resolve() for it in fold1] == [train[i].image.resolve() for i in (1, 3, 5, 7)]
+    assert [it.captions for it in fold1] == [train[i].captions for i in (1, 3, 5, 7)]
+    with pytest.raises(LexretError):
+        tool.fold_rows(str(data), "train", 1)
+
+
+def test_train_command_checks_its_fold_overrides(tmp_path):
+    """`lexret train --cv-fold` outside the config's folds is refused before any training."""
+    from lexret.cli import main
+
+    cfg = tmp_path / "cv.yaml"
+    cfg.write_text("kind: dense\ncv_folds: 2\n")
+    with pytest.raises(LexretError, match="cv_fold"):
+        main(["--debug", "train", "--config", str(cfg), "--cv-fold", "2", "--out", str(tmp_path / "x")])
+    cfg.write_text("kind: dense\n")
+    with pytest.raises(LexretError, match="cv_fold"):
+        main(["--debug", "train", "--config", str(cfg), "--cv-fold", "3", "--cv-folds", "3", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
+
+
 def test_minutes_schedule_decays_with_wall_time():
     from lexret.training.train import _lr_lambda
 

@@ -22,6 +22,12 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, help="backbone feature cache (default: <out>/../.feature-cache)")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: config, 2)")
+    p.add_argument("--cv-fold", type=int, default=None,
+                   help="hold out this fold of the training images (needs cv_folds > 1 in the config or --cv-folds); "
+                   "the run's validation figures are then that fold's, and val is not read")  # fmt: skip
+    p.add_argument("--cv-folds", type=int, default=None, help="override the number of cross-validation folds")
+    p.add_argument("--distill-from", default=None,
+                   help="override the dense teacher (e.g. a dense model trained without the same fold)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -42,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
         over["epochs"] = args.epochs
     if args.threads is not None:
         over["threads"] = args.threads
-    cfg = cfg.replace(**over)
+    if args.cv_folds is not None:
+        over["cv_folds"] = args.cv_folds
+    if args.cv_fold is not None:
+        over["cv_fold"] = args.cv_fold
+    if args.distill_from is not None:
+        over["distill_from"] = args.distill_from
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), **over}, args.config)  # checked like the file
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     metrics = train(cfg, out)
     val = metrics["val"]
