@@ -220,3 +220,36 @@ def test_profile_query_encoding_smoke(tmp_path):
     network, table = json.loads(out.read_text())
     assert network["minilm_ms"] > 0 and network["heads_ms"] > 0 and network["heads"] == 3
     assert table["inference_free"] and "minilm_ms" not in table
+
+
+def test_cv_ratio_reads_eval_reports(tmp_path):
+    """tools/cv_ratio.py: per-report ratios, fold means and the paired fold - val difference."""
+
+    def report(path, s_t2i, s_i2t, d_t2i, d_i2t):
+        def system(t2i, i2t):
+            return {"t2i": dict(zip(("R@1", "R@5", "R@10"), t2i)), "i2t": dict(zip(("R@1", "R@5", "R@10"), i2t)),
+                    "rsum": float(sum(t2i) + sum(i2t))}  # fmt: skip
+
+        path.write_text(json.dumps({"systems": {"sparse-lucene": system(s_t2i, s_i2t),
+                                                "dense-faiss": system(d_t2i, d_i2t)}}))  # fmt: skip
+        return str(path)
+
+    f0 = report(tmp_path / "f0.json", (20, 40, 50), (25, 45, 55), (20, 40, 50), (30, 50, 60))
+    f1 = report(tmp_path / "f1.json", (10, 30, 40), (20, 40, 50), (10, 30, 40), (20, 40, 50))
+    v0 = report(tmp_path / "v0.json", (20, 40, 50), (30, 50, 60), (20, 40, 50), (30, 50, 60))
+    v1 = report(tmp_path / "v1.json", (10, 30, 40), (20, 40, 50), (10, 30, 40), (20, 40, 50))
+    out = tmp_path / "cv.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "cv_ratio.py"), "--fold", f0, f1, "--val", v0, v1, "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(out.read_text())
+    assert abs(got["folds"][0]["rsum"] - 100 * 235 / 250) < 1e-9
+    assert abs(got["folds"][0]["i2t_part"] - 100 * 125 / 140) < 1e-9
+    assert got["folds"][1]["rsum"] == 100.0 and got["val"][0]["rsum"] == 100.0
+    diff, _ = got["fold_minus_val_rsum"]
+    assert abs(diff - (100 * 235 / 250 - 100) / 2) < 1e-9
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "cv_ratio.py"), "--fold", f0, "--val", v0, v1],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0 and "one per fold" in bad.stderr
