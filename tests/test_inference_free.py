@@ -201,7 +201,8 @@ def test_cv_split_tool_names_the_images_a_fold_holds_out(inference_free_run, tmp
 
     out, _ = inference_free_run
     data = out.parent / "captions.jsonl"
-    spec = importlib.util.spec_from_file_location("cv_split", Path(__file__).resolve().parent.parent / "tools" / "cv_split.py")
+    tool_path = Path(__file__).resolve().parent.parent / "tools" / "cv_split.py"
+    spec = importlib.util.spec_from_file_location("cv_split", tool_path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     assert tool.main(["--data", str(data), "--folds", "2", "--out", str(tmp_path / "folds.jsonl")]) == 0
@@ -223,7 +224,7 @@ def test_train_command_checks_its_fold_overrides(tmp_path):
         main(["--debug", "train", "--config", str(cfg), "--cv-fold", "2", "--out", str(tmp_path / "x")])
     cfg.write_text("kind: dense\n")
     with pytest.raises(LexretError, match="cv_fold"):
-        main(["--debug", "train", "--config", str(cfg), "--cv-fold", "3", "--cv-folds", "3", "--out", str(tmp_path / "x")])
+        main(["--debug", "train", "--config", str(cfg), "--cv-fold", "3", "--cv-folds", "3", "--out", str(tmp_path)])
     assert not (tmp_path / "x").exists()
 
 

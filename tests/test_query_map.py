@@ -217,3 +217,35 @@ def test_shipped_query_map_model_queries_without_a_network_over_v7_documents():
     tok = text_tokenizer()
     own = set(tok(coll.captions[0])["input_ids"])
     assert set(q.row(0)[0].tolist()) - own
+
+
+def test_fold_last_moves_a_folds_images_to_the_end():
+    import scipy.sparse as sp
+
+    from lexret.training.query_map import fold_last
+
+    D = sp.csr_matrix(np.arange(6, dtype=np.float32)[:, None] + 1)  # image i has weight i + 1
+    owner = np.array([0, 0, 1, 2, 3, 4, 5, 5])
+    D2, owner2, n_train = fold_last(D, owner, 3, 1)  # fold 1 of 3: images 1 and 4
+    assert n_train == 4
+    assert D2.toarray().ravel().tolist() == [1, 3, 4, 6, 2, 5]
+    np.testing.assert_array_equal(D2.toarray().ravel()[owner2], D.toarray().ravel()[owner])  # same owner images
+
+
+def test_train_queries_cross_validation_holds_out_a_fold(mapped, tmp_path):
+    root, base, _, _ = mapped
+    common = dict(documents=str(base), data=str(root / "captions.jsonl"), cache_dir=str(root / "cache"), epochs=1,
+                  batch_size=8, top_k_text=4, per_row=6, threads=2)  # fmt: skip
+    with pytest.raises(LexretError, match="dev_items to 0"):
+        train_query_map(QueryMapConfig(**common, cv_folds=3, cv_fold=1), tmp_path / "a")
+    with pytest.raises(LexretError, match="cv_folds"):
+        train_query_map(QueryMapConfig(**common, dev_items=0, cv_folds=3, cv_fold=3), tmp_path / "b")
+    train_query_map(QueryMapConfig(**common, dev_items=0, cv_folds=3, cv_fold=1), tmp_path / "c")
+    hist = json.loads((tmp_path / "c" / "history.json").read_text())
+    assert hist[-1]["dev"]["teacher"]["t2i"] > 0  # the fold's 4 of 12 training images were the dev images
+    from lexret.cli import main
+
+    assert main(["train-queries", "--data", str(root / "captions.jsonl"), "--out", str(tmp_path / "d"),
+                 "--documents", str(base), "--cache-dir", str(root / "cache"), "--epochs", "1", "--cv-folds", "3",
+                 "--cv-fold", "2", "--threads", "2"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["training"]["dev_items"] == 0

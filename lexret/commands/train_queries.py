@@ -36,8 +36,16 @@ def register(subparsers) -> None:
     p.add_argument("--model-id", default="", help="id of the new model (default: <documents' id>-querymap-v1)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument(
-        "--dev-items", type=int, default=d.dev_items, help="training images held out for the printed figures (0: none)"
+        "--dev-items",
+        type=int,
+        default=None,
+        help=f"last training images held out for the printed figures (0: none; default {d.dev_items}, "
+        "0 with --cv-folds)",
     )
+    p.add_argument("--cv-fold", type=int, default=d.cv_fold,
+                   help="with --cv-folds: hold out fold F of the training images (image i when i %% K == F) as the "
+                   "dev images, as `lexret train --cv-fold` does")  # fmt: skip
+    p.add_argument("--cv-folds", type=int, default=d.cv_folds, help="number of cross-validation folds (0: off)")
     p.add_argument("--w-df", type=float, default=d.w_df, help="weight of the posting-length penalty")
     p.add_argument(
         "--w-distill", type=float, default=d.w_distill, help="weight of distillation from the documents' model"
@@ -103,13 +111,18 @@ def run(args: argparse.Namespace) -> int:
     from lexret.training.config import QueryMapConfig
     from lexret.training.query_map import train_query_map
 
+    dev_items = args.dev_items
+    if dev_items is None:  # a fold is the dev set under cross-validation
+        dev_items = 0 if args.cv_folds > 1 else QueryMapConfig.dev_items
     cfg = QueryMapConfig(
         documents=str(args.documents or shipped_checkpoint("sparse")),
         data=args.data,
         cache_dir=args.cache_dir or "",
         model_id=args.model_id,
         epochs=args.epochs,
-        dev_items=args.dev_items,
+        dev_items=dev_items,
+        cv_folds=args.cv_folds,
+        cv_fold=args.cv_fold,
         w_df=args.w_df,
         w_distill=args.w_distill,
         expansion=not args.no_expansion,

@@ -229,6 +229,10 @@ class QueryMapConfig:
     cache_dir: str = ""  # feature cache root (default: beside --out, as lexret train)
     model_id: str = ""
     dev_items: int = 1000  # last training images held out for the per-epoch figures (0: train on all)
+    # cross-validation as lexret train's: cv_folds > 1 holds out training image i when i % cv_folds == cv_fold
+    # (those images are the dev images, in place of the last dev_items; dev_items must then be 0)
+    cv_folds: int = 0
+    cv_fold: int = 0
     limit_items: int = 0  # first N training items only (tests, smoke runs)
     epochs: int = 3
     batch_size: int = 512

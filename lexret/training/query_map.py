@@ -26,8 +26,9 @@ can grow), and written pruned to its ``per_row`` heaviest terms per wordpiece
 any checkpoint (``--model DIR``): queries by the map, images and caption documents by that model, so
 its vectors, priors and indexes are that model's.
 
-Settings are chosen on ``dev_items`` training images held out of the map's training (their figures are
-printed per epoch); val is never read.
+Settings are chosen on ``dev_items`` training images held out of the map's training, or on fold
+``cv_fold`` of ``cv_folds`` (image ``i`` held out when ``i % cv_folds == cv_fold``, lexret train's rule),
+their figures printed per epoch; val is never read.
 """
 
 from __future__ import annotations
@@ -149,6 +150,17 @@ def image_presence(X: sp.csr_matrix, owner: np.ndarray, n_images: int) -> sp.csr
     m = (owns @ X.tocsr()).tocsr()
     m.data[:] = 1.0
     return m
+
+
+def fold_last(D: sp.csr_matrix, owner: np.ndarray, folds: int, fold: int) -> tuple[sp.csr_matrix, np.ndarray, int]:
+    """``D``'s rows reordered so that the images of ``fold`` (``i % folds == fold``) come last, the
+    captions' owners renumbered to match, and the number of images before them (the training images)."""
+    n = D.shape[0]
+    held = np.arange(n) % folds == fold
+    order = np.concatenate([np.nonzero(~held)[0], np.nonzero(held)[0]])
+    new_index = np.empty(n, np.int64)
+    new_index[order] = np.arange(n)
+    return D.tocsr()[order], new_index[owner], int((~held).sum())
 
 
 class QueryMapTrainer:
@@ -345,6 +357,10 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError(f"df_floor is a share of the images in [0, 1), not {cfg.df_floor}")
     if min(cfg.w_i2t, cfg.w_image_df, cfg.w_presence) < 0:
         raise LexretError("the loss weights must be >= 0")
+    if cfg.cv_folds == 1 or cfg.cv_folds < 0 or (cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds):
+        raise LexretError(f"cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds: {cfg.cv_folds}, {cfg.cv_fold}")
+    if cfg.cv_folds > 1 and cfg.dev_items:
+        raise LexretError("a cross-validation fold is the dev set: set dev_items to 0 with cv_folds")
     if cfg.presence_temperature <= 0:
         raise LexretError(f"presence_temperature must be > 0, not {cfg.presence_temperature}")
     if cfg.w_presence and not cfg.image_terms:
@@ -371,6 +387,8 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     n_items = len(train)
     if cfg.dev_items >= n_items - 1:
         raise LexretError(f"dev_items ({cfg.dev_items}) must leave training images ({n_items} in all)")
+    if cfg.cv_folds > n_items:
+        raise LexretError(f"{n_items} training images cannot fill {cfg.cv_folds} folds")
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else out.parent / ".feature-cache"
     cache = build_cache(train + val, cache_root, image_backbone=dcfg["image_backbone"])
     k_img, k_txt = int(dcfg.get("top_k_image", 64)), int(dcfg.get("top_k_text", 32))
@@ -381,7 +399,10 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     to_active = np.full(len(vocab), -1, np.int64)
     to_active[active] = np.arange(active.size)
     X = presence(np.asarray(cache.text_ids[caps]), to_active, active.size)
+    owner = np.asarray(cache.caption_owner[caps])
     n_train = n_items - cfg.dev_items
+    if cfg.cv_folds > 1:  # the fold's images go last, as dev images; captions keep their rows
+        D, owner, n_train = fold_last(D, owner, cfg.cv_folds, cfg.cv_fold)
     cap = None
     if cfg.image_terms and not dcfg.get("normalize", False):
         raise LexretError(f"{documents} does not normalise its vectors; image term scales need normalised weights")
@@ -392,7 +413,7 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
     from lexret.text import is_content_term
 
     content = np.array([is_content_term(vocab.tokens[t]) for t in active], dtype=bool)
-    trainer = QueryMapTrainer(cfg, X, np.asarray(cache.caption_owner[caps]), D, T, n_train, content=content)
+    trainer = QueryMapTrainer(cfg, X, owner, D, T, n_train, content=content)
     trainer.fit()
     qmap = QueryMap.from_dense(trainer.weights().detach().numpy(), active, active, len(vocab), per_row=cfg.per_row)
     scales = trainer.term_scales(active)
