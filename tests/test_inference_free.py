@@ -228,6 +228,26 @@ def test_train_command_checks_its_fold_overrides(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_train_command_names_a_folds_model(monkeypatch, tmp_path):
+    """`lexret train --cv-fold F` gives the fold's model its own id (indexes and caches stay apart)."""
+    import lexret.training.train as train_module
+    from lexret.cli import main
+
+    seen = {}
+
+    def fake_train(cfg, out):
+        seen["cfg"] = cfg
+        return {"val": {"rsum": 1.0}, "best_epoch": 1, "train_minutes": 0.0}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    cfg = tmp_path / "cv.yaml"
+    cfg.write_text("kind: dense\nmodel_id: m\ncv_folds: 3\n")
+    assert main(["train", "--config", str(cfg), "--cv-fold", "2", "--distill-from", "d", "--out", str(tmp_path)]) == 0
+    assert (seen["cfg"].model_id, seen["cfg"].cv_fold, seen["cfg"].distill_from) == ("m-fold2", 2, "d")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path)]) == 0
+    assert seen["cfg"].model_id == "m"
+
+
 def test_minutes_schedule_decays_with_wall_time():
     from lexret.training.train import _lr_lambda
 

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.distill_from is not None:
         over["distill_from"] = args.distill_from
     cfg = TrainConfig.from_dict({**cfg.to_dict(), **over}, args.config)  # checked like the file
+    if args.cv_fold is not None and not cfg.model_id.endswith(f"-fold{cfg.cv_fold}"):
+        # each fold's model is another model: its own id keeps indexes and caches of the folds apart
+        cfg = cfg.replace(model_id=f"{cfg.model_id}-fold{cfg.cv_fold}")
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     metrics = train(cfg, out)
     val = metrics["val"]
