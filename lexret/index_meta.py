@@ -44,6 +44,10 @@ def rebuild_command(meta: dict[str, Any] | None, index_dir: str | Path) -> str:
     return f"`lexret index{flag} --out {index_dir}`"
 
 
+# times a folder check is repeated when the folder was swapped by a rebuild while it ran
+SWAP_RETRIES = 3
+
+
 def lucene_files(index_dir: Path) -> dict[str, int]:
     """Name -> size of the Lucene files in ``index_dir`` (everything but lexret's own files)."""
     return {
@@ -58,8 +62,30 @@ def write_meta(index_dir: Path, meta: dict[str, Any]) -> None:
 
 
 def read_meta(index_dir: str | Path, *, verify_files: bool = True) -> dict[str, Any]:
-    """Read and check ``lexret.json``; raises :class:`IndexIntegrityError` on a damaged folder."""
+    """Read and check ``lexret.json``; raises :class:`IndexIntegrityError` on a damaged folder.
+
+    A rebuild swaps a new folder into place while searchers may be opening the old one; a check
+    that read the metadata of one and listed the files of the other is repeated (the folder's inode
+    tells a swap from damage)."""
     d = Path(index_dir)
+    for _ in range(SWAP_RETRIES):
+        before = _inode(d)
+        try:
+            return _read_meta_once(d, verify_files)
+        except IndexIntegrityError:
+            if before is None or _inode(d) == before:
+                raise
+    return _read_meta_once(d, verify_files)
+
+
+def _inode(d: Path) -> int | None:
+    try:
+        return d.stat().st_ino
+    except OSError:
+        return None
+
+
+def _read_meta_once(d: Path, verify_files: bool) -> dict[str, Any]:
     if not d.exists():
         raise IndexIntegrityError(f"index {d} does not exist; build it with `lexret index --out {d}`")
     if not d.is_dir():

@@ -82,3 +82,36 @@ def test_rebuild_does_not_disturb_open_searches(tmp_path, vocab):
         assert after == exact.search(qids, queries, 10, progress=False)
     assert after != before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folders left
+
+
+def test_meta_check_repeats_when_a_rebuild_swaps_the_folder_mid_check(tmp_path, vocab, monkeypatch):
+    """A searcher opening while a rebuild swaps folders may read one folder's metadata and list the
+    other's files; the check is repeated instead of calling a sound index damaged."""
+    import os
+
+    import lexret.index_meta as index_meta
+
+    ids = synthetic_ids(300)
+    index, other = tmp_path / "index", tmp_path / "other"
+    for seed, folder in ((1, index), (2, other)):
+        Indexer(vocab, IndexConfig(threads=1)).build([(ids, zipf_batch(300, len(vocab), 20, seed=seed))], folder,
+                                                     IndexInfo("m"))  # fmt: skip
+    new_meta = index_meta.read_meta(other)
+    real = index_meta.lucene_files
+    swapped = []
+
+    def swap_then_list(d):
+        if not swapped:  # the rebuild's exchange lands between reading lexret.json and listing the files
+            os.rename(index, tmp_path / "old")
+            os.rename(other, index)
+            swapped.append(True)
+        return real(d)
+
+    monkeypatch.setattr(index_meta, "lucene_files", swap_then_list)
+    assert index_meta.read_meta(index) == new_meta
+    assert swapped
+    # without a swap a mismatch is still damage
+    victim = next(p for p in sorted(index.iterdir()) if p.name.endswith(".doc"))
+    victim.write_bytes(victim.read_bytes() + b"x")
+    with pytest.raises(index_meta.IndexIntegrityError, match="truncated or altered"):
+        index_meta.read_meta(index)
