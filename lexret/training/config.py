@@ -13,6 +13,22 @@ from lexret.errors import LexretError
 DEFAULT_DATA = "../shared/flickr8k/captions.jsonl"
 
 
+def check_folds(folds: int, fold: int, where: str) -> None:
+    """Cross-validation settings: ``folds`` 0 (off) or >= 2, and then ``0 <= fold < folds``."""
+    if folds == 1 or folds < 0 or (folds > 1 and not 0 <= fold < folds):
+        raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds, not {folds}, {fold}")
+
+
+def fold_order(n: int, folds: int, fold: int) -> tuple[Any, int]:
+    """Items ``0..n-1`` reordered with fold ``fold`` last (item ``i`` is in fold ``i % folds``, the rule
+    of ``cv_folds`` everywhere), and the number of items before it (the training items)."""
+    import numpy as np
+
+    idx = np.arange(n)
+    held = idx % folds == fold
+    return np.concatenate([idx[~held], idx[held]]), int((~held).sum())
+
+
 @dataclass
 class TrainConfig:
     kind: str = "sparse"
@@ -142,8 +158,7 @@ class TrainConfig:
             raise LexretError(f"{where}: image_views is a number of cached views in [0, 16], got {cfg.image_views}")
         if not 0.0 <= cfg.ema < 1.0:
             raise LexretError(f"{where}: ema is a decay in [0, 1) (0 = off), got {cfg.ema}")
-        if cfg.cv_folds == 1 or cfg.cv_folds < 0 or (cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds):
-            raise LexretError(f"{where}: cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds")
+        check_folds(cfg.cv_folds, cfg.cv_fold, where)
         if cfg.schedule not in ("steps", "minutes"):
             raise LexretError(f"{where}: schedule must be 'steps' or 'minutes', got {cfg.schedule!r}")
         if not 0 <= cfg.stop_epoch <= cfg.epochs:

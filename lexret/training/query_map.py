@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lexret.errors import LexretError
-from lexret.training.config import QueryMapConfig
+from lexret.training.config import QueryMapConfig, check_folds, fold_order
 from lexret.training.losses import df_l1, distill_rows, multi_positive_ce, presence_ce
 
 log = logging.getLogger(__name__)
@@ -153,14 +153,12 @@ def image_presence(X: sp.csr_matrix, owner: np.ndarray, n_images: int) -> sp.csr
 
 
 def fold_last(D: sp.csr_matrix, owner: np.ndarray, folds: int, fold: int) -> tuple[sp.csr_matrix, np.ndarray, int]:
-    """``D``'s rows reordered so that the images of ``fold`` (``i % folds == fold``) come last, the
+    """``D``'s rows reordered so that the images of ``fold`` come last (:func:`fold_order`), the
     captions' owners renumbered to match, and the number of images before them (the training images)."""
-    n = D.shape[0]
-    held = np.arange(n) % folds == fold
-    order = np.concatenate([np.nonzero(~held)[0], np.nonzero(held)[0]])
-    new_index = np.empty(n, np.int64)
-    new_index[order] = np.arange(n)
-    return D.tocsr()[order], new_index[owner], int((~held).sum())
+    order, n_train = fold_order(D.shape[0], folds, fold)
+    new_index = np.empty(order.size, np.int64)
+    new_index[order] = np.arange(order.size)
+    return D.tocsr()[order], new_index[owner], n_train
 
 
 class QueryMapTrainer:
@@ -357,8 +355,7 @@ def train_query_map(cfg: QueryMapConfig, out: Path) -> dict[str, Any]:
         raise LexretError(f"df_floor is a share of the images in [0, 1), not {cfg.df_floor}")
     if min(cfg.w_i2t, cfg.w_image_df, cfg.w_presence) < 0:
         raise LexretError("the loss weights must be >= 0")
-    if cfg.cv_folds == 1 or cfg.cv_folds < 0 or (cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds):
-        raise LexretError(f"cv_folds is 0 (off) or >= 2 with 0 <= cv_fold < cv_folds: {cfg.cv_folds}, {cfg.cv_fold}")
+    check_folds(cfg.cv_folds, cfg.cv_fold, "train-queries")
     if cfg.cv_folds > 1 and cfg.dev_items:
         raise LexretError("a cross-validation fold is the dev set: set dev_items to 0 with cv_folds")
     if cfg.presence_temperature <= 0:

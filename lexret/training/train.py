@@ -22,7 +22,7 @@ from lexret.model.sparse import SparseLexModel, SparseModelConfig
 from lexret.model.terms import active_terms
 from lexret.text import is_content_term
 from lexret.training.cache import FeatureCache, build_cache, image_views
-from lexret.training.config import TrainConfig
+from lexret.training.config import TrainConfig, fold_order
 from lexret.training.ema import WeightEMA
 from lexret.training.evaluate import (
     expected_flops,
@@ -97,14 +97,13 @@ def prepare_data(cfg: TrainConfig, out: Path) -> Data:
 def cross_validation_data(cache: FeatureCache, n_train: int, views: np.ndarray | None, folds: int, fold: int) -> Data:
     """Training data of one cross-validation fold: training item ``i`` is held out (the run's
     validation set) when ``i % folds == fold``; the val split is left out entirely."""
-    idx = np.arange(n_train)
-    held = idx[idx % folds == fold]
-    rest = idx[idx % folds != fold]
-    if held.size < 2 or rest.size < 2:
+    order, n_rest = fold_order(n_train, folds, fold)
+    rest = order[:n_rest]
+    if n_rest < 2 or order.size - n_rest < 2:
         raise LexretError(f"cv_folds={folds} leaves too few training items ({n_train}) in a fold")
-    log.info("cross-validation fold %d of %d: %d train / %d held-out images", fold, folds, rest.size, held.size)
-    sub = cache.reordered(np.concatenate([rest, held]))
-    return Data(sub, rest.size, held.size, None if views is None else views[rest])
+    log.info("cross-validation fold %d of %d: %d train / %d held-out images", fold, folds, n_rest, order.size - n_rest)
+    sub = cache.reordered(order)
+    return Data(sub, n_rest, order.size - n_rest, None if views is None else views[rest])
 
 
 def image_batch(data: Data, bi: np.ndarray, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
