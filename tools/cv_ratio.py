@@ -54,6 +54,16 @@ def _line(name: str, r: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lexret.errors import LexretError
+
+    try:
+        return _run(argv)
+    except (LexretError, OSError, ValueError, KeyError) as e:  # a missing or foreign report: the message only
+        log.error("%s", e)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fold", nargs="+", required=True, help="lexret eval reports on the held-out folds")
     p.add_argument("--val", nargs="*", default=[], help="reports of the same models on val (same order)")

@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="captions JSONL to write (splits fold0 ... fold<folds-1>)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = fold_rows(args.data, args.split, args.folds)
+    from lexret.errors import LexretError
+
+    try:
+        rows = fold_rows(args.data, args.split, args.folds)
+    except LexretError as e:  # a user error: the message, no traceback
+        log.error("%s", e)
+        return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
