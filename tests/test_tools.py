@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -253,3 +255,34 @@ def test_cv_ratio_reads_eval_reports(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "cv_ratio.py"), "--fold", f0, "--val", v0, v1],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode != 0 and "one per fold" in bad.stderr
+
+
+def test_cv_compare_pairs_two_families_by_fold(tmp_path):
+    """tools/cv_compare.py: per-fold figures of two families, the paired B - A mean, its standard error
+    and the rule's verdict; unequal fold counts end with the message, not a traceback."""
+
+    def report(path, s_t2i, s_i2t, tp, dense=(30, 50, 60)):
+        def system(t2i, i2t):
+            return {"t2i": dict(zip(("R@1", "R@5", "R@10"), t2i)), "i2t": dict(zip(("R@1", "R@5", "R@10"), i2t)),
+                    "rsum": float(sum(t2i) + sum(i2t))}  # fmt: skip
+
+        sparse = {**system(s_t2i, s_i2t), "term_precision@10": tp}
+        path.write_text(json.dumps({"systems": {"sparse-lucene": sparse, "dense-faiss": system(dense, dense)}}))
+        return str(path)
+
+    a = [report(tmp_path / f"a{i}.json", (10, 30, 40), (20, 40, 50), 38.0) for i in range(3)]
+    b = [report(tmp_path / f"b{i}.json", (10 + i, 30, 40), (20, 40, 50 + 2 * i), 40.0 + i) for i in range(3)]
+    out = tmp_path / "cmp.json"
+    tool = str(ROOT / "tools" / "cv_compare.py")
+    proc = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b, "--names", "x", "y", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(out.read_text())
+    assert got["rows"]["x"][0]["ratio"] == 100.0 * 190 / 280
+    tp = got["b_minus_a"]["term_precision@10"]
+    assert abs(tp["mean"] - 3.0) < 1e-9 and abs(tp["se"] - 1.0 / np.sqrt(3)) < 1e-9 and tp["clear"]
+    rsum = got["b_minus_a"]["rsum"]
+    assert abs(rsum["mean"] - 3.0) < 1e-9 and abs(rsum["se"] - 3.0 / np.sqrt(3)) < 1e-9 and not rsum["clear"]
+    assert "y - x, rsum: +3.00" in proc.stdout
+    bad = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b[:2]], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "one per fold each" in bad.stderr
