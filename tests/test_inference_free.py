@@ -212,6 +212,12 @@ def test_cv_split_tool_names_the_images_a_fold_holds_out(inference_free_run, tmp
     assert [it.captions for it in fold1] == [train[i].captions for i in (1, 3, 5, 7)]
     with pytest.raises(LexretError):
         tool.fold_rows(str(data), "train", 1)
+    # --rest-of: the images a fold's models trained on, as split train (for tools that read those)
+    rest = tmp_path / "rest1.jsonl"
+    assert tool.main(["--data", str(data), "--folds", "2", "--rest-of", "1", "--out", str(rest)]) == 0
+    kept = load_captions(str(rest), split="train").items
+    assert [it.image.resolve() for it in kept] == [train[i].image.resolve() for i in range(0, len(train), 2)]
+    assert tool.main(["--data", str(data), "--folds", "2", "--rest-of", "2", "--out", str(rest)]) == 2
 
 
 def test_train_command_checks_its_fold_overrides(tmp_path):
