@@ -286,3 +286,12 @@ def test_cv_compare_pairs_two_families_by_fold(tmp_path):
     assert "y - x, rsum: +3.00" in proc.stdout
     bad = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b[:2]], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "one per fold each" in bad.stderr
+    # a report with priors holds two sparse systems: the tool asks which one, and reads the one named
+    two = json.loads(Path(a[0]).read_text())
+    two["systems"]["sparse-lucene-no-prior"] = two["systems"]["sparse-lucene"]
+    Path(a[0]).write_text(json.dumps(two))
+    bad = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--sparse" in bad.stderr
+    ok = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b, "--sparse", "sparse-lucene"],
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]

@@ -30,15 +30,15 @@ def _part(system: dict, direction: str) -> float:
     return float(sum(system[direction][f"R@{k}"] for k in (1, 5, 10)))
 
 
-def figures(report: dict, dense: str = "dense-faiss") -> dict[str, float]:
-    """The report's one ``sparse-lucene*`` system: RSUM, t2i and i2t parts, term precision@10 (NaN when
+def figures(report: dict, sparse: str | None = None, dense: str = "dense-faiss") -> dict[str, float]:
+    """The ``sparse`` system (None: the report's one ``sparse-lucene*`` system): RSUM, t2i and i2t parts, term precision@10 (NaN when
     the report has none) and its RSUM over the dense system's (percent; NaN without a dense system)."""
     from lexret.errors import LexretError
 
     systems = report.get("systems", {})
-    names = [n for n in systems if n.startswith("sparse-lucene")]
-    if len(names) != 1:
-        raise LexretError(f"a report needs one sparse-lucene system, this one has {sorted(systems)}")
+    names = [sparse] if sparse else [n for n in systems if n.startswith("sparse-lucene")]
+    if len(names) != 1 or names[0] not in systems:
+        raise LexretError(f"name the sparse system (--sparse): the report has {sorted(systems)}")
     s = systems[names[0]]
     d = systems.get(dense)
     return {
@@ -77,6 +77,7 @@ def _run(argv: list[str] | None) -> int:
     p.add_argument("--a", nargs="+", required=True, help="family A's lexret eval reports, one per fold")
     p.add_argument("--b", nargs="+", required=True, help="family B's reports of the same folds, same order")
     p.add_argument("--names", nargs=2, default=("A", "B"), help="the two families' names")
+    p.add_argument("--sparse", default=None, help="sparse system name (default: the one sparse-lucene*)")
     p.add_argument("--dense", default="dense-faiss", help="dense system name (default: dense-faiss)")
     p.add_argument("--z", type=float, default=2.0, help="standard errors a difference must pass (default 2)")
     p.add_argument("--json", default=None, help="write the figures here too")
@@ -87,7 +88,7 @@ def _run(argv: list[str] | None) -> int:
     if len(args.a) != len(args.b):
         a, b = args.names
         raise LexretError(f"{len(args.a)} reports for {a}, {len(args.b)} for {b}: one per fold each")
-    rows = {name: [figures(json.loads(Path(f).read_text()), args.dense) for f in files]
+    rows = {name: [figures(json.loads(Path(f).read_text()), args.sparse, args.dense) for f in files]
             for name, files in zip(args.names, (args.a, args.b))}  # fmt: skip
     head = "  ".join(f"{k:>17s}" for k in FIGURES)
     print(f"{'fold':>4s} {'family':>8s}  {head}")
