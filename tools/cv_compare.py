@@ -31,8 +31,9 @@ def _part(system: dict, direction: str) -> float:
 
 
 def figures(report: dict, sparse: str | None = None, dense: str = "dense-faiss") -> dict[str, float]:
-    """The ``sparse`` system (None: the report's one ``sparse-lucene*`` system): RSUM, t2i and i2t parts, term precision@10 (NaN when
-    the report has none) and its RSUM over the dense system's (percent; NaN without a dense system)."""
+    """The ``sparse`` system (None: the report's one ``sparse-lucene*`` system): RSUM, t2i and i2t
+    parts, term precision@10 (NaN when the report has none) and its RSUM over the dense system's
+    (percent; NaN without a dense system)."""
     from lexret.errors import LexretError
 
     systems = report.get("systems", {})
