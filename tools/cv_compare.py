@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from _cv_reports import run_tool, sparse_system
 
 log = logging.getLogger("cv_compare")
 
@@ -34,13 +35,8 @@ def figures(report: dict, sparse: str | None = None, dense: str = "dense-faiss")
     """The ``sparse`` system (None: the report's one ``sparse-lucene*`` system): RSUM, t2i and i2t
     parts, term precision@10 (NaN when the report has none) and its RSUM over the dense system's
     (percent; NaN without a dense system)."""
-    from lexret.errors import LexretError
-
     systems = report.get("systems", {})
-    names = [sparse] if sparse else [n for n in systems if n.startswith("sparse-lucene")]
-    if len(names) != 1 or names[0] not in systems:
-        raise LexretError(f"name the sparse system (--sparse): the report has {sorted(systems)}")
-    s = systems[names[0]]
+    _, s = sparse_system(systems, sparse)
     d = systems.get(dense)
     return {
         "rsum": float(s["rsum"]),
@@ -64,13 +60,7 @@ def paired(a: list[dict[str, float]], b: list[dict[str, float]], z: float) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lexret.errors import LexretError
-
-    try:
-        return _run(argv)
-    except (LexretError, OSError, ValueError, KeyError) as e:  # a missing or foreign report: the message only
-        log.error("%s", e)
-        return 2
+    return run_tool(_run, argv, log)
 
 
 def _run(argv: list[str] | None) -> int:

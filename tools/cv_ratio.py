@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from _cv_reports import run_tool, sparse_system
 
 log = logging.getLogger("cv_ratio")
 
@@ -32,12 +33,8 @@ def ratios(report: dict, sparse: str | None = None, dense: str = "dense-faiss") 
     from lexret.errors import LexretError
 
     systems = report.get("systems", {})
-    if sparse is None:
-        names = [n for n in systems if n.startswith("sparse-lucene")]
-        if len(names) != 1:
-            raise LexretError(f"name the sparse system (--sparse): the report has {sorted(systems)}")
-        sparse = names[0]
-    if sparse not in systems or dense not in systems:
+    sparse, _ = sparse_system(systems, sparse)
+    if dense not in systems:
         raise LexretError(f"the report needs systems {sparse!r} and {dense!r}, it has {sorted(systems)}")
     s, d = systems[sparse], systems[dense]
     return {
@@ -54,13 +51,7 @@ def _line(name: str, r: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lexret.errors import LexretError
-
-    try:
-        return _run(argv)
-    except (LexretError, OSError, ValueError, KeyError) as e:  # a missing or foreign report: the message only
-        log.error("%s", e)
-        return 2
+    return run_tool(_run, argv, log)
 
 
 def _run(argv: list[str] | None) -> int:
