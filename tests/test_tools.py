@@ -286,6 +286,9 @@ def test_cv_compare_pairs_two_families_by_fold(tmp_path):
     assert "y - x, rsum: +3.00" in proc.stdout
     bad = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b[:2]], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "one per fold each" in bad.stderr
+    same = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b, "--names", "x", "x"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert same.returncode == 2 and "name them apart" in same.stderr
     # a report with priors holds two sparse systems: the tool asks which one, and reads the one named
     two = json.loads(Path(a[0]).read_text())
     two["systems"]["sparse-lucene-no-prior"] = two["systems"]["sparse-lucene"]

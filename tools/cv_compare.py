@@ -20,15 +20,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from _cv_reports import run_tool, sparse_system
+from _cv_reports import recall_part, run_tool, sparse_system
 
 log = logging.getLogger("cv_compare")
 
 FIGURES = ("rsum", "t2i", "i2t", "term_precision@10", "ratio")
-
-
-def _part(system: dict, direction: str) -> float:
-    return float(sum(system[direction][f"R@{k}"] for k in (1, 5, 10)))
 
 
 def figures(report: dict, sparse: str | None = None, dense: str = "dense-faiss") -> dict[str, float]:
@@ -40,8 +36,8 @@ def figures(report: dict, sparse: str | None = None, dense: str = "dense-faiss")
     d = systems.get(dense)
     return {
         "rsum": float(s["rsum"]),
-        "t2i": _part(s, "t2i"),
-        "i2t": _part(s, "i2t"),
+        "t2i": recall_part(s, "t2i"),
+        "i2t": recall_part(s, "i2t"),
         "term_precision@10": float(s.get("term_precision@10", float("nan"))),
         "ratio": 100.0 * float(s["rsum"]) / float(d["rsum"]) if d else float("nan"),
     }
@@ -76,6 +72,8 @@ def _run(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from lexret.errors import LexretError
 
+    if args.names[0] == args.names[1]:
+        raise LexretError(f"--names gives both families the name {args.names[0]!r}: name them apart")
     if len(args.a) != len(args.b):
         a, b = args.names
         raise LexretError(f"{len(args.a)} reports for {a}, {len(args.b)} for {b}: one per fold each")

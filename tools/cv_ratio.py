@@ -18,13 +18,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from _cv_reports import run_tool, sparse_system
+from _cv_reports import recall_part, run_tool, sparse_system
 
 log = logging.getLogger("cv_ratio")
-
-
-def _i2t_part(system: dict) -> float:
-    return float(sum(system["i2t"][f"R@{k}"] for k in (1, 5, 10)))
 
 
 def ratios(report: dict, sparse: str | None = None, dense: str = "dense-faiss") -> dict[str, float]:
@@ -41,7 +37,7 @@ def ratios(report: dict, sparse: str | None = None, dense: str = "dense-faiss") 
         "sparse_rsum": float(s["rsum"]),
         "dense_rsum": float(d["rsum"]),
         "rsum": 100.0 * float(s["rsum"]) / float(d["rsum"]),
-        "i2t_part": 100.0 * _i2t_part(s) / _i2t_part(d),
+        "i2t_part": 100.0 * recall_part(s, "i2t") / recall_part(d, "i2t"),
     }
 
 
