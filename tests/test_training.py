@@ -400,3 +400,23 @@ def test_augmented_views_are_cached_once_and_used_by_both_kinds(tiny_collection,
     assert "rsum" in train(dense, tmp_path / "dense", data)["val"]
     with pytest.raises(LexretError, match="image_views"):
         _cfg(tiny_collection, "dense", image_views=-1)
+
+
+def test_every_config_loads_and_full_cv_configs_keep_the_shipped_recipe():
+    """Every YAML under configs/ loads (a renamed option or a broken ``base:`` fails here, not hours
+    into a run); the full-budget cross-validation configs differ from the shipped ones only in the
+    fold protocol and the model id."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(configs.rglob("*.yaml"))
+    assert len(paths) >= 10
+    loaded = {p.relative_to(configs).as_posix(): TrainConfig.from_yaml(p) for p in paths}
+    for kind in ("dense", "sparse"):
+        shipped, full = asdict(loaded[f"{kind}.yaml"]), asdict(loaded[f"ablations/cv_{kind}_full.yaml"])
+        changed = {k for k in shipped if shipped[k] != full[k]}
+        assert changed == {"model_id", "cv_folds", "select", "name"}, changed
+        assert (full["cv_folds"], full["select"]) == (5, "last")
+        reduced = asdict(loaded[f"ablations/cv_{kind}.yaml"])
+        assert reduced["image_views"] == 0 and full["image_views"] == shipped["image_views"] > 0
