@@ -298,3 +298,9 @@ def test_cv_compare_pairs_two_families_by_fold(tmp_path):
     ok = subprocess.run([sys.executable, tool, "--a", *a, "--b", *b, "--sparse", "sparse-lucene"],
                         capture_output=True, text=True, timeout=120)  # fmt: skip
     assert ok.returncode == 0, ok.stderr[-2000:]
+    # one fold has no spread: the difference is printed without a verdict
+    one = subprocess.run([sys.executable, tool, "--a", a[1], "--b", b[1], "--names", "x", "y"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "y - x, rsum: +3.00 (one fold: no standard error, no verdict)" in one.stdout
+    assert "within noise" not in one.stdout and "nan" not in one.stdout

@@ -87,9 +87,12 @@ def _run(argv: list[str] | None) -> int:
             print(f"{i:4d} {name:>8s}  " + "  ".join(f"{r[k]:17.1f}" for k in FIGURES))
     diff = paired(rows[args.names[0]], rows[args.names[1]], args.z)
     for key, d in diff.items():
-        verdict = "clear" if d["clear"] else "within noise"
-        print(f"{args.names[1]} - {args.names[0]}, {key}: {d['mean']:+.2f} (paired standard error {d['se']:.2f}; "
-              f"{verdict} at {args.z:g} standard errors)")  # fmt: skip
+        if d["se"] != d["se"]:  # one fold: no spread to judge by
+            note = "one fold: no standard error, no verdict"
+        else:
+            verdict = "clear" if d["clear"] else "within noise"
+            note = f"paired standard error {d['se']:.2f}; {verdict} at {args.z:g} standard errors"
+        print(f"{args.names[1]} - {args.names[0]}, {key}: {d['mean']:+.2f} ({note})")
     if args.json:
         out = {"names": list(args.names), "rows": rows, "b_minus_a": diff}
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
